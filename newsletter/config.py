@@ -1,0 +1,168 @@
+"""Typed configuration, loaded once: config.toml, then ``NEWSLETTER_<SECTION>__<KEY>`` env vars.
+
+pydantic-settings does the merging and type conversion (env beats file, nested keys through
+``__``); this module only picks the file, makes relative paths relative to that file, and turns a
+validation failure into one line that names the key and where its value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+ENV_PREFIX = "NEWSLETTER_"
+DEFAULT_CONFIG = Path("config.toml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class NewsletterSection(_Section):
+    name: str = "ML Papers Weekly"
+    sender: str = Field(default="ML Papers Weekly <digest@example.org>", alias="from")
+    reply_to: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    areas: list[str] = Field(default_factory=lambda: ["LLM", "Vision", "RL", "Agents"], min_length=1)
+    secret_key: SecretStr = SecretStr("")
+    language: str = "en"
+    identity: str = "ML Papers Weekly · Example Lab · 1 Example Street · 10115 Berlin"
+    send_when_no_match: bool = False
+
+    @field_validator("areas")
+    @classmethod
+    def _unique_areas(cls, areas: list[str]) -> list[str]:
+        if len({a.casefold() for a in areas}) != len(areas):
+            raise ValueError("areas must be unique")
+        if any(not a.strip() or "," in a or ";" in a for a in areas):
+            raise ValueError("an area must be a non-empty name without ',' or ';'")
+        return areas
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/")
+
+
+class PathsSection(_Section):
+    issues: Path = Path("issues")
+    templates: Path = Path("templates/email")
+    subscribers: Path = Path("subscribers")
+    preview: Path = Path("build/preview")
+
+
+class DatabaseSection(_Section):
+    url: str = "sqlite:///newsletter.db"
+
+
+class SmtpSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1025, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    envelope_from: str = ""
+    connections: int = Field(default=4, ge=1, le=64)
+    timeout: float = Field(default=30.0, gt=0)
+    rate_per_second: float = Field(default=0.0, ge=0)
+    rate_per_hour: int = Field(default=0, ge=0)
+    max_attempts: int = Field(default=5, ge=1)
+    retry_seconds: float = Field(default=60.0, ge=0)
+    pause_after_errors: int = Field(default=25, ge=1)
+    ca_file: str = ""
+
+
+class ScheduleSection(_Section):
+    day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "thu"
+    time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str = "UTC"
+    grace_hours: float = Field(default=6.0, ge=0)
+
+
+class Config(BaseSettings):
+    """The whole configuration. ``root`` is the folder of the config file: relative paths start there."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    newsletter: NewsletterSection = Field(default_factory=NewsletterSection)
+    paths: PathsSection = Field(default_factory=PathsSection)
+    database: DatabaseSection = Field(default_factory=DatabaseSection)
+    smtp: SmtpSection = Field(default_factory=SmtpSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    root: Path = Path(".")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Env vars first so they override what the file (passed as init kwargs) says.
+        return env_settings, init_settings
+
+    def path(self, name: Literal["issues", "templates", "subscribers", "preview"]) -> Path:
+        return (self.root / getattr(self.paths, name)).resolve()
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made relative to the config file."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str((self.root / url[len(prefix):]).resolve())
+        return url
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Which file to read: ``--config``, else ``NEWSLETTER_CONFIG``, else ./config.toml."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    path = config_path(explicit)
+    data = _read_toml(path) if path.exists() else {}
+    if explicit and not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    unknown = set(data) - (set(Config.model_fields) - {"root"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown section [{sorted(unknown)[0]}]")
+    try:
+        return Config(**data, root=path.resolve().parent)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(path, exc)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+
+
+def _one_line(path: Path, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    env = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
+    where = f"env {env}" if env in {k.upper() for k in os.environ} else str(path)
+    shown = err.get("input")
+    got = f" (got {shown!r})" if isinstance(shown, (str, int, float, bool)) else ""
+    return f"{where}: {key}: {err['msg']}{got}"

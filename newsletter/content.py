@@ -1,0 +1,233 @@
+"""Issue files → ``Issue`` / ``Paper`` records, with errors that name file, paper and field.
+
+One TOML file per weekly issue, named by its date (``issues/2026-05-17.toml``). pydantic does the
+field validation; this module adds what needs the whole issue (duplicates, emptiness, the file
+name) and the configured areas, and words every failure as one line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from .errors import ContentError, IssueNotFound
+
+ISSUE_SUFFIX = ".toml"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Section(_Record):
+    heading: str = Field(min_length=1)
+    body: str = Field(min_length=1)
+
+
+class EditorialSection(Section):
+    position: Literal["top", "bottom"] = "top"
+
+
+class Week(_Record):
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Week:
+        if self.end < self.start:
+            raise ValueError("week ends before it starts")
+        return self
+
+
+class Paper(_Record):
+    title: str = Field(min_length=1)
+    authors: list[str] = Field(min_length=1)
+    et_al: int | bool = False
+    notable: list[str] = Field(default_factory=list)
+    arxiv: str | None = Field(default=None, pattern=r"^\d{4}\.\d{4,5}(v\d+)?$")
+    link: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    status: Literal["preprint", "accepted"] = "preprint"
+    venue: str | None = None
+    code: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    areas: list[str] = Field(min_length=1)
+    keywords: list[str] = Field(default_factory=list)
+    summary: str = ""
+    sections: list[Section] = Field(default_factory=list)
+
+    @field_validator("areas")
+    @classmethod
+    def _known_areas(cls, areas: list[str], info: ValidationInfo) -> list[str]:
+        known: Sequence[str] = (info.context or {}).get("areas", ())
+        by_fold = {a.casefold(): a for a in known}
+        for area in areas:
+            if area.casefold() not in by_fold:
+                raise ValueError(f"unknown area {area!r} (choose from {', '.join(known)})")
+        canonical = [by_fold[a.casefold()] for a in areas]
+        if len(set(canonical)) != len(canonical):
+            raise ValueError("an area is listed twice")
+        return canonical
+
+    @model_validator(mode="after")
+    def _venue_with_acceptance(self) -> Paper:
+        if self.status == "accepted" and not self.venue:
+            raise ValueError("venue: required when status = \"accepted\"")
+        if self.status == "preprint" and self.venue:
+            raise ValueError("venue: only with status = \"accepted\"")
+        return self
+
+    @property
+    def url(self) -> str | None:
+        """Where the title links: the explicit link, else the arXiv abstract page."""
+        if self.link:
+            return self.link
+        return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else None
+
+    @property
+    def anchor(self) -> str:
+        """A stable fragment id for this paper on the issue's archive page: the arXiv id, else the title.
+
+        Kept short so the plain-text part's links stay on one readable line.
+        """
+        if self.arxiv:
+            return "arxiv-" + self.arxiv.replace(".", "-")
+        return "paper-" + (re.sub(r"[^a-z0-9]+", "-", self.title.casefold()).strip("-")[:40].strip("-") or "untitled")
+
+    @property
+    def byline(self) -> str:
+        names = ", ".join(self.authors)
+        if self.et_al is True:
+            names += " et al."
+        elif self.et_al:
+            names += f" +{self.et_al} more"
+        if self.notable:
+            names += f" (incl. {', '.join(self.notable)})"
+        return names
+
+    @property
+    def status_label(self) -> str:
+        return f"Accepted: {self.venue}" if self.status == "accepted" else "Preprint"
+
+
+class Issue(_Record):
+    slug: str
+    title: str = Field(min_length=1)
+    date: dt.date
+    week: Week
+    ready: bool = False
+    preheader: str = ""
+    sections: list[EditorialSection] = Field(default_factory=list)
+    papers: list[Paper] = Field(default_factory=list)
+
+    @property
+    def top_sections(self) -> list[EditorialSection]:
+        return [s for s in self.sections if s.position == "top"]
+
+    @property
+    def bottom_sections(self) -> list[EditorialSection]:
+        return [s for s in self.sections if s.position == "bottom"]
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_issue(path: Path, areas: Sequence[str]) -> Issue:
+    """Read and validate one issue file; any mistake becomes a one-line ``ContentError``."""
+    data = _read(path)
+    if not data.get("papers"):
+        raise ContentError(f"{path}: the issue has no papers (add at least one [[papers]] table)")
+    try:
+        issue = Issue.model_validate({**data, "slug": path.stem}, context={"areas": list(areas)})
+    except ValidationError as exc:
+        raise ContentError(_describe(path, data, exc)) from None
+    _check_file_name(path, issue)
+    _check_duplicates(path, issue)
+    return issue
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ContentError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ContentError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ContentError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _describe(path: Path, data: dict[str, Any], exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = list(err["loc"])
+    where = [str(path)]
+    if len(loc) >= 2 and loc[0] == "papers" and isinstance(loc[1], int):
+        where.append(_paper_label(data["papers"], loc[1]))
+        loc = loc[2:]
+    elif len(loc) >= 2 and loc[0] == "sections" and isinstance(loc[1], int):
+        where.append(f"section {loc[1] + 1}")
+        loc = loc[2:]
+    field = ".".join(_loc_part(p) for p in loc)
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        msg = "missing (required)"
+    elif err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    return ": ".join(where + ([field] if field else []) + [msg])
+
+
+def _loc_part(part: str | int) -> str:
+    return f"[{part + 1}]" if isinstance(part, int) else part
+
+
+def _paper_label(papers: list[Any], index: int) -> str:
+    title = papers[index].get("title") if isinstance(papers[index], dict) else None
+    return f"paper {index + 1} {title!r}" if title else f"paper {index + 1}"
+
+
+def _check_file_name(path: Path, issue: Issue) -> None:
+    if path.stem != issue.date.isoformat():
+        raise ContentError(f"{path}: date: {issue.date} does not match the file name (want {issue.date}.toml)")
+
+
+def _check_duplicates(path: Path, issue: Issue) -> None:
+    seen: dict[str, int] = {}
+    for n, paper in enumerate(issue.papers, start=1):
+        keys = [("title", paper.title.casefold())] + ([("arXiv id", paper.arxiv)] if paper.arxiv else [])
+        for kind, key in keys:
+            first = seen.setdefault(f"{kind}:{key}", n)
+            if first != n:
+                raise ContentError(
+                    f"{path}: paper {n} {paper.title!r}: duplicate of paper {first} (same {kind})"
+                )
+
+
+# --- finding ---------------------------------------------------------------------------------
+
+
+def issue_files(issues_dir: Path) -> list[Path]:
+    """Every issue file, oldest first (names are ISO dates, so name order is date order)."""
+    if not issues_dir.is_dir():
+        raise IssueNotFound(f"{issues_dir}: no issues folder")
+    return sorted(issues_dir.glob("*" + ISSUE_SUFFIX))
+
+
+def find_issue(issues_dir: Path, ref: str) -> Path:
+    """ISSUE on the command line: a file stem (``2026-05-17``), a path, or ``latest``."""
+    files = issue_files(issues_dir)
+    if ref == "latest":
+        if not files:
+            raise IssueNotFound(f"{issues_dir}: no issue files (*.toml)")
+        return files[-1]
+    as_path = Path(ref)
+    if as_path.suffix == ISSUE_SUFFIX and as_path.is_file():
+        return as_path
+    for path in files:
+        if path.stem == ref:
+            return path
+    known = ", ".join(p.stem for p in files[-5:]) or "none"
+    raise IssueNotFound(f"no issue {ref!r} in {issues_dir} (latest: {known})")

@@ -1,0 +1,242 @@
+"""Jinja2 → MJML → mjml-python → premailer, once per group; slots filled once per subscriber.
+
+A *group* is a set of chosen areas. Everything that depends only on the issue and the group (the
+MJML compile, CSS inlining, the plain-text part, subject and preheader) is rendered once per group;
+what differs per subscriber (name, signed links) is left as slot markers and filled by ``fill``,
+which is a single regex pass over the prepared strings.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import itertools
+import logging
+import re
+import secrets
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import mjml
+import premailer
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from .config import Config
+from .content import Issue, Paper
+from .errors import RenderError
+
+GMAIL_CLIP_BYTES = 102 * 1024
+SLOT_NAMES = ("name", "email", "unsubscribe_url", "preferences_url")
+TEXT_WIDTH = 72
+ALL = "all"
+
+# MJML 4's components and head elements; mjml-python passes anything else through silently.
+MJML_TAGS = frozenset(
+    """mjml mj-head mj-body mj-attributes mj-all mj-class mj-breakpoint mj-font mj-html-attributes
+    mj-html-attribute mj-selector mj-preview mj-style mj-title mj-accordion mj-accordion-element
+    mj-accordion-title mj-accordion-text mj-button mj-carousel mj-carousel-image mj-column mj-divider
+    mj-group mj-hero mj-image mj-navbar mj-navbar-link mj-raw mj-section mj-social mj-social-element
+    mj-spacer mj-table mj-text mj-wrapper mj-include""".split()
+)
+_MJ_TAG = re.compile(r"<(mj-[A-Za-z0-9-]+)")
+
+# Area tag colours (background, text), assigned in the configured order of areas.
+PALETTE = (("#ede9fe", "#5b21b6"), ("#ccfbf1", "#115e59"), ("#ffedd5", "#9a3412"), ("#dbeafe", "#1e40af"),
+           ("#fce7f3", "#9d174d"), ("#ecfccb", "#3f6212"))
+
+
+@dataclass(frozen=True)
+class RenderedGroup:
+    """One group's email with its slots still open."""
+
+    key: str
+    areas: tuple[str, ...]
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    featured: tuple[str, ...]
+    others: tuple[str, ...]
+    slot_pattern: re.Pattern[str]
+
+    def fill(self, slots: Mapping[str, str]) -> tuple[str, str]:
+        """(html, text) for one subscriber; slot values are HTML-escaped in the HTML part."""
+        return (
+            self.slot_pattern.sub(lambda m: htmllib.escape(slots[m.group(1)]), self.html),
+            self.slot_pattern.sub(lambda m: slots[m.group(1)], self.text),
+        )
+
+
+def group_key(areas: Sequence[str], all_areas: Sequence[str]) -> str:
+    """A stable file-name-safe name for a group: ``all`` or e.g. ``llm-rl``."""
+    if set(areas) == set(all_areas):
+        return ALL
+    return "-".join(a.casefold() for a in areas)
+
+
+def normalize_areas(chosen: Iterable[str], all_areas: Sequence[str]) -> tuple[str, ...]:
+    """A subscriber's choice as a group: configured order, canonical case; nothing chosen = all."""
+    folded = {a.casefold() for a in chosen}
+    picked = tuple(a for a in all_areas if a.casefold() in folded)
+    return picked or tuple(all_areas)
+
+
+def all_groups(all_areas: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset of the areas (2^n − 1 groups), in configured order."""
+    return [
+        combo
+        for size in range(1, len(all_areas) + 1)
+        for combo in itertools.combinations(all_areas, size)
+    ]
+
+
+def split_papers(issue: Issue, areas: Sequence[str]) -> tuple[list[Paper], list[Paper]]:
+    """(papers shown in full, papers only listed): a paper is featured if its areas meet the group's."""
+    wanted = set(areas)
+    featured = [p for p in issue.papers if wanted & set(p.areas)]
+    return featured, [p for p in issue.papers if p not in featured]
+
+
+class Renderer:
+    """Renders issues for one configuration; holds the compiled templates."""
+
+    def __init__(self, config: Config, templates: Path | None = None) -> None:
+        self.config = config
+        self.areas = tuple(config.newsletter.areas)
+        self.templates = templates or config.path("templates")
+        self._nonce = secrets.token_hex(4)
+        self.slot_pattern = re.compile(rf"__nl{self._nonce}_([a-z_]+)__")
+        self._md = MarkdownIt("commonmark", {"html": False, "linkify": False})
+        self._env = self._environment()
+
+    def _environment(self) -> jinja2.Environment:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self.templates),
+            autoescape=lambda name: not (name or "").endswith(".txt.j2"),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        env.filters["md"] = lambda body: Markup(self._md.render(body))
+        env.filters["plain"] = plain_text
+        env.globals["slot"] = self._slot
+        env.globals["area_colors"] = {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(self.areas)}
+        return env
+
+    def _slot(self, name: str) -> Markup:
+        if name not in SLOT_NAMES:
+            raise RenderError(f"{self.templates}: unknown slot {name!r} (known: {', '.join(SLOT_NAMES)})")
+        return Markup(f"__nl{self._nonce}_{name}__")
+
+    def render(self, issue: Issue, chosen: Iterable[str]) -> RenderedGroup | None:
+        """The group's email, or None when no paper meets its areas and config says not to send."""
+        areas = normalize_areas(chosen, self.areas)
+        featured, others = split_papers(issue, areas)
+        if not featured and not self.config.newsletter.send_when_no_match:
+            return None
+        ctx = self._context(issue, areas, featured, others)
+        ctx["subject"] = _one_line(self._template("subject.txt.j2", ctx))
+        ctx["preheader"] = _one_line(self._template("preheader.txt.j2", ctx))
+        html = self._compile(self._template("base.mjml.j2", ctx))
+        return RenderedGroup(
+            key=group_key(areas, self.areas), areas=areas, subject=ctx["subject"], preheader=ctx["preheader"],
+            html=html, text=self._template("text.txt.j2", ctx).strip() + "\n",
+            featured=tuple(p.title for p in featured), others=tuple(p.title for p in others),
+            slot_pattern=self.slot_pattern,
+        )
+
+    def render_all(self, issue: Issue) -> dict[tuple[str, ...], RenderedGroup | None]:
+        return {areas: self.render(issue, areas) for areas in all_groups(self.areas)}
+
+    def _context(self, issue: Issue, areas: tuple[str, ...], featured: list[Paper], others: list[Paper]) -> dict:
+        return {
+            "newsletter": self.config.newsletter,
+            "issue": issue,
+            "chosen": areas,
+            "all_areas": set(areas) == set(self.areas),
+            "featured": featured,
+            "others": others,
+            "archive_url": f"{self.config.newsletter.base_url}/archive/{issue.slug}",
+        }
+
+    def _template(self, name: str, ctx: Mapping[str, object]) -> str:
+        try:
+            return self._env.get_template(name).render(ctx)
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"{self.templates / (exc.name or name)}:{exc.lineno}: {exc.message}") from None
+        except jinja2.TemplateNotFound as exc:
+            raise RenderError(f"{self.templates}: template {exc.name} not found") from None
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"{self.templates / name}: {exc.message}") from None
+
+    def _compile(self, source: str) -> str:
+        self._check_tags(source)
+        try:
+            html = mjml.mjml2html(source, disable_comments=True, fonts={})
+        except Exception as exc:  # mjml-python raises plain exceptions for malformed MJML
+            raise RenderError(f"{self.templates}: MJML did not compile: {exc}") from None
+        return inline_css(html)
+
+    def _check_tags(self, source: str) -> None:
+        for tag in sorted(set(_MJ_TAG.findall(source)) - MJML_TAGS):
+            raise RenderError(f"{self._where(tag)}: <{tag}> is not an MJML tag")
+
+    def _where(self, tag: str) -> str:
+        """file:line of the template that holds the tag, for the error message."""
+        for path in sorted(self.templates.rglob("*.j2")):
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if re.search(rf"<{re.escape(tag)}(?![A-Za-z0-9-])", line):
+                    return f"{path}:{n}"
+        return str(self.templates)
+
+
+def inline_css(html: str) -> str:
+    """premailer with responsive @media rules kept, no network, quiet cssutils."""
+    out = premailer.Premailer(
+        html,
+        strip_important=False,
+        allow_network=False,
+        cssutils_logging_level=logging.CRITICAL,
+        disable_validation=True,
+        remove_classes=False,
+    ).transform()
+    return out if out.lstrip().lower().startswith("<!doctype") else "<!doctype html>\n" + out
+
+
+_MD_LINK = re.compile(r"\[([^\]]+)\]\((\S+?)\)")
+_BULLET = re.compile(r"^(\s*[-*•]\s+)")
+
+
+def plain_text(body: str) -> str:
+    """Markdown source → readable plain text: links as 'text (url)', paragraphs wrapped at 72."""
+    body = _MD_LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})", body)
+    return "\n".join(_wrap_line(line) for line in body.strip().splitlines())
+
+
+def _wrap_line(line: str) -> str:
+    bullet = _BULLET.match(line)
+    indent = " " * len(bullet.group(1)) if bullet else ""
+    return textwrap.fill(line, TEXT_WIDTH, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False) if line.strip() else ""
+
+
+def _one_line(text: str) -> str:
+    """Subject and preheader go into headers: never a CR or LF, whitespace folded."""
+    return " ".join(text.split())
+
+
+def preview_slots(config: Config, name: str = "Ada") -> dict[str, str]:
+    """Example slot values for previews: what a subscriber's copy looks like, with dummy links."""
+    base = config.newsletter.base_url
+    return {
+        "name": name,
+        "email": "ada@example.org",
+        "unsubscribe_url": f"{base}/unsubscribe/PREVIEW",
+        "preferences_url": f"{base}/preferences/PREVIEW",
+    }
+
+
