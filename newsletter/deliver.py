@@ -1,0 +1,307 @@
+"""The send engine: render each group once, then workers claim rows and deliver them over SMTP.
+
+It depends on two seams only, a SQLAlchemy engine (the outbox) and ``Connection`` (the relay), so
+tests run it against a real SQLite or PostgreSQL database and a real aiosmtpd server.
+One thread per SMTP connection: the work per message is small (slot filling and headers, about
+40 µs measured) and the rest is waiting on the relay and the database, which threads overlap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from . import outbox, store
+from .config import Config
+from .content import Issue
+from .errors import SendFault
+from .links import PREFERENCES, UNSUBSCRIBE, Links
+from .message import Envelope, PreparedGroup, Sender, header_safe, message_id, prepare, sender_for
+from .outbox import Row, utcnow
+from .render import Renderer, all_groups, group_key, normalize_areas, split_papers
+from .smtp import Connection, Outcome, Result
+
+CLAIM_BATCH = 50
+
+
+class RateLimit:
+    """Messages per second and per hour, shared by the threads of this process."""
+
+    def __init__(self, per_second: float, per_hour: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second, self.per_hour, self.clock = per_second, per_hour, clock
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._hour: list[float] = []
+
+    def wait(self, stop: threading.Event) -> None:
+        if not self.per_second and not self.per_hour:
+            return
+        with self._lock:
+            now = self.clock()
+            start = max(now, self._next)
+            if self.per_hour:
+                self._hour = [t for t in self._hour if t > now - 3600]
+                if len(self._hour) >= self.per_hour:
+                    start = max(start, self._hour[0] + 3600)
+                self._hour.append(start)
+            self._next = start + (1 / self.per_second if self.per_second else 0)
+        if start > now:
+            stop.wait(start - now)
+
+
+class Groups:
+    """Each group rendered and its MIME parts prepared at most once, on first use, thread-safe."""
+
+    def __init__(self, config: Config, issue: Issue, renderer: Renderer | None = None) -> None:
+        self.renderer = renderer or Renderer(config)
+        self.issue = issue
+        self.sender = sender_for(config.newsletter.name, config.newsletter.sender, config.newsletter.reply_to)
+        self.send_when_no_match = config.newsletter.send_when_no_match
+        self.by_key = {group_key(g, self.renderer.areas): g for g in all_groups(self.renderer.areas)}
+        self._prepared: dict[str, PreparedGroup | None] = {}
+        self._lock = threading.Lock()
+
+    def key_for(self, areas_field: str) -> str | None:
+        """The group of a subscriber (areas stored ';'-joined), or None when it meets no paper."""
+        areas = normalize_areas([a for a in areas_field.split(";") if a], self.renderer.areas)
+        if not split_papers(self.issue, areas)[0] and not self.send_when_no_match:
+            return None  # decided without rendering: enqueueing renders nothing
+        return group_key(areas, self.renderer.areas)
+
+    def get(self, key: str) -> PreparedGroup | None:
+        with self._lock:
+            if key not in self._prepared:
+                group = self.renderer.render(self.issue, self.by_key[key])
+                self._prepared[key] = prepare(group, self.sender) if group else None
+            return self._prepared[key]
+
+
+def slots_for(links: Links, subscriber_id: int | None, name: str, email: str) -> dict[str, str]:
+    """A subscriber's slot values; the name can never carry a control character."""
+    sid = subscriber_id or 0
+    return {
+        "name": header_safe(name) or "there",
+        "email": email,
+        "unsubscribe_url": links.url(UNSUBSCRIBE, sid),
+        "preferences_url": links.url(PREFERENCES, sid),
+    }
+
+
+def build_message(groups: Groups, links: Links, row: Row, domain: str, mailto: str) -> bytes:
+    prepared = groups.get(row.group_key)
+    assert prepared is not None, row.group_key
+    return _assemble(prepared, links, row, domain, mailto)
+
+
+def _assemble(prepared: PreparedGroup, links: Links, row: Row, domain: str, mailto: str) -> bytes:
+    slots = slots_for(links, row.subscriber_id, row.name, row.email)
+    env = Envelope(row.email, row.name, message_id(domain), slots["unsubscribe_url"], mailto)
+    return prepared.assemble(env, slots, {k: html.escape(v) for k, v in slots.items()})
+
+
+@dataclass
+class SendState:
+    """What the threads of one send share."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    fault: str | None = None
+    consecutive_errors: int = 0
+    done: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, ok: bool, limit: int) -> None:
+        with self.lock:
+            self.done += 1
+            self.consecutive_errors = 0 if ok else self.consecutive_errors + 1
+            if self.consecutive_errors >= limit and not self.fault:
+                self.pause(f"{limit} messages in a row were not accepted; last answers suggest the relay is in trouble")
+
+    def pause(self, reason: str) -> None:
+        self.fault = self.fault or reason
+        self.stop.set()
+
+
+class Delivery:
+    """One send of one issue by this process."""
+
+    def __init__(self, config: Config, engine: sa.Engine, issue: Issue, links: Links,
+                 on_progress: Callable[[int], None] | None = None, groups: Groups | None = None) -> None:
+        self.config, self.engine, self.issue, self.links = config, engine, issue, links
+        self.groups = groups or Groups(config, issue)
+        self.state = SendState()
+        self.limit = RateLimit(config.smtp.rate_per_second, config.smtp.rate_per_hour)
+        self.lease = timedelta(seconds=max(60.0, config.smtp.timeout * 4))
+        self.on_progress = on_progress or (lambda n: None)
+        self.mailto = unsubscribe_mailto(config)
+        self.envelope_from = envelope_sender(config, self.groups.sender)
+
+    def run(self, iid: int, wait: bool = True) -> None:
+        """Deliver every due row; with ``wait``, keep going until deferred rows are final too."""
+        while not self.state.stop.is_set():
+            threads = [threading.Thread(target=self._worker, args=(iid, n), daemon=True)
+                       for n in range(self.config.smtp.connections)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            if self.state.stop.is_set() or not wait:
+                break
+            with self.engine.connect() as conn:
+                due = outbox.next_due(conn, iid)
+            if due is None:
+                break
+            self.state.stop.wait(max(0.0, (due - utcnow()).total_seconds()))
+
+    def _worker(self, iid: int, n: int) -> None:
+        worker = outbox.worker_name(str(n))
+        smtp = Connection(self.config.smtp)
+        try:
+            while not self.state.stop.is_set():
+                with self.engine.begin() as conn:
+                    rows = outbox.claim(conn, iid, worker, CLAIM_BATCH, self.lease, utcnow())
+                if not rows:
+                    return
+                for row in rows:
+                    if self.state.stop.is_set():
+                        break
+                    self._one(iid, worker, smtp, row)
+        except SendFault as exc:
+            self.state.pause(str(exc))
+        finally:
+            smtp.close()
+            with self.engine.begin() as conn:
+                outbox.release(conn, iid, worker)
+
+    def _one(self, iid: int, worker: str, smtp: Connection, row: Row) -> None:
+        data = build_message(self.groups, self.links, row, self.groups.sender.domain, self.mailto)
+        self.limit.wait(self.state.stop)
+        with self.engine.begin() as conn:
+            if not outbox.begin(conn, row.id, worker, self.lease, utcnow()):
+                return
+        try:
+            result = smtp.deliver(self.envelope_from, row.email, data, smtputf8=not row.email.isascii())
+        except SendFault:
+            with self.engine.begin() as conn:
+                outbox.requeue(conn, row.id)
+            raise
+        with self.engine.begin() as conn:
+            outbox.record(conn, row, result, self.config.smtp.max_attempts, self.config.smtp.retry_seconds, utcnow())
+        self.state.count(result.outcome is Outcome.SENT, self.config.smtp.pause_after_errors)
+        self.on_progress(1)
+
+
+def unsubscribe_mailto(config: Config) -> str:
+    """The mailto: half of List-Unsubscribe: the From address, subject 'unsubscribe'."""
+    addr = config.newsletter.sender.rpartition("<")[2].rstrip(">").strip()
+    return f"mailto:{addr}?subject=unsubscribe"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``send --dry-run`` prints: how many get which group, how many are skipped."""
+
+    groups: dict[str, int]
+    skipped: int
+
+
+def plan(engine: sa.Engine, groups: Groups) -> Plan:
+    counts: dict[str, int] = {}
+    skipped = 0
+    with engine.connect() as conn:
+        for batch in outbox.active_subscribers(conn):
+            for sub in batch:
+                key = groups.key_for(sub.areas)
+                if key is None:
+                    skipped += 1
+                else:
+                    counts[key] = counts.get(key, 0) + 1
+    return Plan(dict(sorted(counts.items())), skipped)
+
+
+def start_issue(engine: sa.Engine, groups: Groups, now: datetime) -> tuple[int, outbox.Counts | None]:
+    """The issue's outbox: made now (issue row and all rows in one transaction) or found from before."""
+    with engine.begin() as conn:
+        iid = outbox.issue_id(conn, groups.issue.slug)
+        if iid is not None:
+            return iid, None
+        iid = outbox.create_issue(conn, groups.issue.slug, groups.issue.title, now)
+        return iid, outbox.enqueue(conn, iid, groups.key_for, now)
+
+
+# --- one send, start to end ----------------------------------------------------------------------
+
+
+def links_for(config: Config, engine: sa.Engine) -> Links:
+    """Signed links keyed by ``[newsletter] secret_key``, else by a random key kept in the database."""
+    secret = config.newsletter.secret_key.get_secret_value()
+    if not secret:
+        with engine.begin() as conn:
+            secret = store.meta_secret(conn, "link_key")
+    return Links(secret, config.newsletter.base_url.rstrip("/"))
+
+
+@dataclass(frozen=True)
+class Started:
+    """What ``prepare_send`` found or made before any message goes out."""
+
+    iid: int
+    created: outbox.Counts | None  # None: the outbox existed already (a resumed send)
+    recovered_unknown: int         # rows left mid-transfer by a process that died
+    requeued_unknown: int          # unknown rows put back on --resend-unknown
+    due: int                       # rows to deliver now
+
+
+def prepare_send(engine: sa.Engine, groups: Groups, resend_unknown: bool = False) -> Started:
+    """Make (or find) the issue's outbox, turn dead processes' ``sending`` rows into ``unknown``."""
+    now = utcnow()
+    iid, created = start_issue(engine, groups, now)
+    with engine.begin() as conn:
+        recovered = outbox.recover(conn, iid, now, outbox.local_alive)
+        requeued = outbox.resend_unknown(conn, iid) if resend_unknown else 0
+        outbox.skip_gone(conn, iid, now)
+        due = outbox.due_count(conn, iid)
+        if due:
+            outbox.set_issue_state(conn, iid, "sending")
+    return Started(iid, created, recovered, requeued, due)
+
+
+def finish_send(engine: sa.Engine, iid: int, fault: str | None) -> str:
+    """The issue's state after a run: paused (with the reason), sent, or still sending."""
+    with engine.begin() as conn:
+        if fault:
+            outbox.set_issue_state(conn, iid, "paused", fault)
+            return "paused"
+        if outbox.next_due(conn, iid) is None:
+            outbox.set_issue_state(conn, iid, "sent")
+            return "sent"
+    return "sending"
+
+
+def send_test(config: Config, engine: sa.Engine | None, issue: Issue, to: str, areas: tuple[str, ...],
+              name: str = "") -> Result:
+    """One copy of a group to an editor's address, subject marked [Test]; the outbox is not touched."""
+    renderer = Renderer(config)
+    group = renderer.render(issue, areas)
+    if group is None:
+        raise SendFault(f"no paper of {issue.slug} meets the areas {', '.join(areas)}: nothing to test")
+    group = dataclasses.replace(group, subject=f"[Test] {group.subject}")
+    sender = sender_for(config.newsletter.name, config.newsletter.sender, config.newsletter.reply_to)
+    links = links_for(config, engine) if engine is not None else Links("test-only", config.newsletter.base_url)
+    row = Row(0, None, to, name, group.key, 0)
+    data = _assemble(prepare(group, sender), links, row, sender.domain, unsubscribe_mailto(config))
+    smtp = Connection(config.smtp)
+    try:
+        return smtp.deliver(envelope_sender(config, sender), to, data, smtputf8=not to.isascii())
+    finally:
+        smtp.close()
+
+
+def envelope_sender(config: Config, sender: Sender) -> str:
+    return config.smtp.envelope_from or sender.from_header.rpartition("<")[2].rstrip(">")

@@ -1,0 +1,56 @@
+"""A local SMTP server (aiosmtpd) that keeps each message as an .eml file: the demo's relay.
+
+Also the base of the tests' server, which adds scripted 4xx/5xx answers, dropped lines and stalls.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections import Counter
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
+
+
+class EmlHandler:
+    """Accepts every message; counts what each recipient got and writes .eml files if asked."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self.received: Counter[str] = Counter()
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        if folder:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.store(envelope)
+        return "250 2.0.0 OK: queued"
+
+    def store(self, envelope: Envelope) -> None:
+        data = envelope.original_content or b""
+        with self._lock:
+            for rcpt in envelope.rcpt_tos:
+                self.received[rcpt.casefold()] += 1
+                self.messages.append((rcpt, data))
+                if self.folder:
+                    name = f"{len(self.messages):06d}-{_UNSAFE.sub('_', rcpt)}.eml"
+                    (self.folder / name).write_bytes(data)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def start(handler: EmlHandler, host: str = "127.0.0.1", port: int | None = None, **kwargs: object) -> Controller:
+    """Start the server in a thread on a loopback port (a free one unless given); stop() ends it."""
+    controller = Controller(handler, hostname=host, port=port or free_port(host), **kwargs)
+    controller.start()
+    return controller

@@ -1,0 +1,329 @@
+"""The outbox: one row per (issue, subscriber), the delivery log and the only truth of a send.
+
+Sending twice is impossible by construction: a row is created once (unique key), a worker sends it
+only after claiming it, and marks it ``sending`` in its own committed transaction right before
+the SMTP transaction, so a process that dies leaves at most one ``sending`` row per connection,
+and that row becomes ``unknown``, never resent unless asked. Every query below is named and says
+why it has its shape (after listmonk's queries.sql).
+
+    queued ──claim──► (claimed: lease) ──begin──► sending ──► sent | deferred | failed
+       ▲                    │ lease runs out                    │
+       └────────────────────┘           deferred, when due ◄────┘        process died: unknown
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .smtp import Outcome, Result
+from .store import tables as t
+
+STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped", "unknown")
+FINAL = ("sent", "failed", "skipped", "unknown")
+PAGE = 1000
+NO_MATCH = "no paper this week meets the chosen areas"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def worker_name(suffix: str = "") -> str:
+    """Who holds a claim: host and pid, so a dead local process can be told from a live remote one."""
+    return f"{socket.gethostname()}:{os.getpid()}{':' + suffix if suffix else ''}"
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    subscriber_id: int | None
+    email: str
+    name: str
+    group_key: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Counts:
+    queued: int = 0
+    skipped: int = 0
+
+
+# --- the issue row -----------------------------------------------------------------------------
+
+
+def issue_id(conn: Connection, slug: str) -> int | None:
+    return conn.scalar(sa.select(t.issues.c.id).where(t.issues.c.slug == slug))
+
+
+def create_issue(conn: Connection, slug: str, title: str, now: datetime) -> int:
+    return conn.execute(
+        t.issues.insert().values(slug=slug, title=title, state="sending", created_at=now, started_at=now)
+        .returning(t.issues.c.id)
+    ).scalar_one()
+
+
+def set_issue_state(conn: Connection, iid: int, state: str, reason: str | None = None) -> None:
+    values: dict[str, object] = {"state": state, "pause_reason": reason}
+    if state == "sent":
+        values["finished_at"] = utcnow()
+    conn.execute(t.issues.update().where(t.issues.c.id == iid).values(**values))
+
+
+# --- enqueue -----------------------------------------------------------------------------------
+
+
+def active_subscribers(conn: Connection, page: int = PAGE) -> Iterator[list[sa.Row]]:
+    """Active subscribers in keyset-paged batches (id > last), never the whole list in memory."""
+    last = 0
+    while True:
+        rows = conn.execute(
+            sa.select(t.subscribers.c.id, t.subscribers.c.email, t.subscribers.c.name, t.subscribers.c.areas)
+            .where(t.subscribers.c.status == "active", t.subscribers.c.id > last)
+            .order_by(t.subscribers.c.id).limit(page)
+        ).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+def enqueue(conn: Connection, iid: int, group_of: Callable[[str], str | None], now: datetime) -> Counts:
+    """Insert one outbox row per active subscriber, in batches; a group meeting no paper is skipped.
+
+    Runs in the caller's transaction together with ``create_issue``: the outbox of an issue is
+    either complete or absent, so a crash during enqueue leaves nothing half-made.
+    """
+    queued = skipped = 0
+    for batch in active_subscribers(conn):
+        rows = []
+        for sub in batch:
+            key = group_of(sub.areas)
+            rows.append({
+                "issue_id": iid, "subscriber_id": sub.id, "email": sub.email, "name": sub.name,
+                "group_key": key or "", "state": "queued" if key else "skipped",
+                "reason": None if key else NO_MATCH, "attempts": 0, "created_at": now, "updated_at": now,
+            })
+            queued, skipped = (queued + 1, skipped) if key else (queued, skipped + 1)
+        conn.execute(t.outbox.insert(), rows)
+    return Counts(queued, skipped)
+
+
+# --- claim, begin, record ----------------------------------------------------------------------
+
+
+def claim(conn: Connection, iid: int, worker: str, limit: int, lease: timedelta, now: datetime) -> list[Row]:
+    """Take up to ``limit`` due rows for this worker, oldest first.
+
+    Due: queued or deferred whose next attempt has come, and not under someone else's live lease.
+    On PostgreSQL the inner SELECT uses FOR UPDATE SKIP LOCKED so concurrent workers take disjoint
+    rows without waiting on each other; SQLite serialises writers, so the plain form is enough.
+    """
+    o = t.outbox.c
+    due = (
+        sa.select(o.id)
+        .where(o.issue_id == iid, o.state.in_(("queued", "deferred")),
+               sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now),
+               sa.or_(o.lease_until.is_(None), o.lease_until < now))
+        .order_by(o.id).limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    rows = conn.execute(
+        t.outbox.update().where(o.id.in_(due.scalar_subquery()))
+        .values(claimed_by=worker, lease_until=now + lease, updated_at=now)
+        .returning(o.id, o.subscriber_id, o.email, o.name, o.group_key, o.attempts)
+    ).all()
+    return sorted((Row(*r) for r in rows), key=lambda r: r.id)
+
+
+def begin(conn: Connection, row_id: int, worker: str, lease: timedelta, now: datetime) -> bool:
+    """Mark the row ``sending`` just before its SMTP transaction (committed by the caller)."""
+    o = t.outbox.c
+    done = conn.execute(
+        t.outbox.update().where(o.id == row_id, o.claimed_by == worker)
+        .values(state="sending", attempts=o.attempts + 1, lease_until=now + lease, updated_at=now)
+    )
+    return done.rowcount == 1
+
+
+def record(conn: Connection, row: Row, result: Result, max_attempts: int, retry_seconds: float,
+           now: datetime) -> str:
+    """Write the row's new state and the attempt to the log; a hard bounce marks the subscriber."""
+    attempts = row.attempts + 1
+    state = _state_after(result.outcome, attempts, max_attempts)
+    values: dict[str, object] = {
+        "state": state, "last_code": result.code, "last_answer": result.answer[:1000],
+        "claimed_by": None, "lease_until": None, "updated_at": now,
+    }
+    if state == "sent":
+        values["sent_at"] = now
+    if state == "deferred":
+        values["next_attempt_at"] = now + timedelta(seconds=retry_seconds * 2 ** (attempts - 1))
+    conn.execute(t.outbox.update().where(t.outbox.c.id == row.id).values(**values))
+    conn.execute(t.delivery_attempts.insert().values(
+        outbox_id=row.id, at=now, code=result.code, answer=result.answer[:1000],
+        outcome="failed" if state == "failed" else state))
+    if result.outcome is Outcome.BOUNCED and row.subscriber_id is not None:
+        _mark_bounced(conn, row.subscriber_id, now)
+    return state
+
+
+def _state_after(outcome: Outcome, attempts: int, max_attempts: int) -> str:
+    if outcome is Outcome.SENT:
+        return "sent"
+    if outcome is Outcome.DEFERRED:
+        return "deferred" if attempts < max_attempts else "failed"
+    return "failed"
+
+
+def _mark_bounced(conn: Connection, subscriber_id: int, now: datetime) -> None:
+    from . import audience  # the one owner of subscriber state and suppressions
+
+    audience.mark_bounced(conn, subscriber_id, now)
+
+
+def release(conn: Connection, iid: int, worker: str) -> None:
+    """Give back rows claimed but not begun (on pause or shutdown)."""
+    o = t.outbox.c
+    conn.execute(t.outbox.update().where(o.issue_id == iid, o.claimed_by == worker, o.state != "sending")
+                 .values(claimed_by=None, lease_until=None))
+
+
+def requeue(conn: Connection, row_id: int) -> None:
+    """A row begun but not attempted because the whole send faulted goes back to the queue."""
+    o = t.outbox.c
+    conn.execute(t.outbox.update().where(o.id == row_id).values(
+        state="queued", attempts=o.attempts - 1, claimed_by=None, lease_until=None))
+
+
+def recover(conn: Connection, iid: int, now: datetime, alive: Callable[[str], bool]) -> int:
+    """Undo what a process that is gone left behind; return how many rows became ``unknown``.
+
+    Gone: its lease ran out, or it ran on this host and its pid no longer exists. Its rows in
+    ``sending`` were mid-transfer: their fate is unknown. Rows it had only claimed go back to the
+    queue at once instead of waiting for the lease to run out.
+    """
+    o = t.outbox.c
+    holders = conn.execute(sa.select(o.claimed_by, sa.func.min(o.lease_until)).where(
+        o.issue_id == iid, o.claimed_by.is_not(None)).group_by(o.claimed_by)).all()
+    gone = [h for h, lease in holders if _aware(lease) < now or not alive(h)]
+    if not gone:
+        return 0
+    mine = (o.issue_id == iid, o.claimed_by.in_(gone))
+    unknown = conn.execute(t.outbox.update().where(*mine, o.state == "sending").values(
+        state="unknown", claimed_by=None, lease_until=None, updated_at=now,
+        last_answer="the sending process stopped during the SMTP transaction")).rowcount
+    conn.execute(t.outbox.update().where(*mine).values(claimed_by=None, lease_until=None))
+    return unknown
+
+
+def local_alive(holder: str) -> bool:
+    """Is the claim holder a live process? Remote holders count as alive (their lease decides)."""
+    host, _, rest = holder.partition(":")
+    if host != socket.gethostname():
+        return True
+    pid = rest.split(":")[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def resend_unknown(conn: Connection, iid: int) -> int:
+    o = t.outbox.c
+    return conn.execute(t.outbox.update().where(o.issue_id == iid, o.state == "unknown")
+                        .values(state="queued", next_attempt_at=None)).rowcount
+
+
+def next_due(conn: Connection, iid: int) -> datetime | None:
+    """When the earliest deferred row comes due (None when nothing is left to try)."""
+    o = t.outbox.c
+    pending = conn.scalar(sa.select(sa.func.count()).where(o.issue_id == iid, o.state.in_(("queued", "sending"))))
+    if pending:
+        return utcnow()
+    due = conn.scalar(sa.select(sa.func.min(o.next_attempt_at)).where(o.issue_id == iid, o.state == "deferred"))
+    return None if due is None else _aware(due)
+
+
+def _aware(value: datetime | None) -> datetime:
+    """SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC."""
+    if value is None:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    email: str
+    code: int | None
+    answer: str
+
+
+@dataclass(frozen=True)
+class Report:
+    issue: str
+    state: str
+    pause_reason: str | None
+    counts: dict[str, int]
+    failures: list[Failure]
+    rate: float | None  # messages per second between the first and the last sent
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "issue": self.issue, "state": self.state, "pause_reason": self.pause_reason,
+            "counts": self.counts, "rate_per_second": self.rate,
+            "failures": [{"email": f.email, "code": f.code, "answer": f.answer} for f in self.failures],
+        }
+
+
+def report(conn: Connection, slug: str, max_failures: int = 1000) -> Report | None:
+    """Counts by state, the send rate and the failures with their answers: three small queries."""
+    issue = conn.execute(sa.select(t.issues).where(t.issues.c.slug == slug)).first()
+    if issue is None:
+        return None
+    o = t.outbox.c
+    counts = dict.fromkeys(STATES, 0)
+    counts.update(dict(conn.execute(sa.select(o.state, sa.func.count()).where(o.issue_id == issue.id)
+                                    .group_by(o.state)).all()))
+    first, last = conn.execute(sa.select(sa.func.min(o.sent_at), sa.func.max(o.sent_at))
+                               .where(o.issue_id == issue.id, o.state == "sent")).one()
+    span = (_aware(last) - _aware(first)).total_seconds() if first and last else 0
+    failures = conn.execute(sa.select(o.email, o.last_code, o.last_answer)
+                            .where(o.issue_id == issue.id, o.state == "failed").order_by(o.id).limit(max_failures)).all()
+    return Report(
+        issue=slug, state=issue.state, pause_reason=issue.pause_reason, counts=counts,
+        failures=[Failure(f.email, f.last_code, f.last_answer or "") for f in failures],
+        rate=round(counts["sent"] / span, 1) if span > 0 else None,
+    )
+
+
+def due_count(conn: Connection, iid: int) -> int:
+    """Rows still to deliver (queued, or deferred whenever they come due)."""
+    o = t.outbox.c
+    return conn.scalar(sa.select(sa.func.count()).where(o.issue_id == iid, o.state.in_(("queued", "deferred")))) or 0
+
+
+def skip_gone(conn: Connection, iid: int, now: datetime) -> int:
+    """Rows still to deliver whose subscriber left (unsubscribed, bounced, erased) since enqueue."""
+    o, s = t.outbox.c, t.subscribers.c
+    active = sa.select(s.id).where(s.status == "active").scalar_subquery()
+    return conn.execute(t.outbox.update().where(
+        o.issue_id == iid, o.state.in_(("queued", "deferred")),
+        sa.or_(o.subscriber_id.is_(None), o.subscriber_id.not_in(active)),
+    ).values(state="skipped", reason="no longer subscribed when its turn came", updated_at=now)).rowcount

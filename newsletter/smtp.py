@@ -1,0 +1,165 @@
+"""One reused SMTP connection, and what each answer means for the row being sent.
+
+The classification (after GNU Mailman's and listmonk's): a 2xx after DATA is sent; a 4xx, a
+dropped line or a time-out is *deferred* (try again later); a 5xx for the recipient is *failed*,
+and a 5xx that says the mailbox does not exist is a hard bounce; a refusal of the login or of the
+sender is a fault of the whole send (``SendFault``), which pauses it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+
+from .config import SmtpSection
+from .errors import SendFault
+
+_HARD_BOUNCE = re.compile(
+    r"\b5\.1\.[0-3]\b|user unknown|unknown user|no such user|does not exist|unknown recipient"
+    r"|recipient (address )?rejected|mailbox unavailable|invalid recipient",
+    re.IGNORECASE,
+)
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    BOUNCED = "bounced"  # failed, and the address does not exist
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    code: int | None
+    answer: str
+
+
+def classify(code: int, answer: str, at_recipient: bool) -> Outcome:
+    """What an SMTP reply code means for the message."""
+    if 200 <= code < 300:
+        return Outcome.SENT
+    if 400 <= code < 500:
+        return Outcome.DEFERRED
+    if at_recipient and _HARD_BOUNCE.search(answer):
+        return Outcome.BOUNCED
+    return Outcome.FAILED
+
+
+def _text(resp: bytes | str) -> str:
+    return (resp.decode("utf-8", "replace") if isinstance(resp, bytes) else resp).replace("\r", " ").replace("\n", " ")
+
+
+class Connection:
+    """An SMTP session reused for many messages; opened lazily, reopened after a drop."""
+
+    def __init__(self, cfg: SmtpSection, local_hostname: str | None = None) -> None:
+        self.cfg = cfg
+        self.local_hostname = local_hostname
+        self._smtp: smtplib.SMTP | None = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cfg.ca_file or None)
+
+    def open(self) -> smtplib.SMTP:
+        if self._smtp is not None:
+            return self._smtp
+        cfg = self.cfg
+        if cfg.security == "tls":
+            try:
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, self.local_hostname, timeout=cfg.timeout,
+                                                      context=self._tls_context())
+            except ssl.SSLError as exc:
+                raise SendFault(f"SMTP {cfg.host}:{cfg.port}: TLS failed: {exc.reason or exc}") from None
+        else:
+            smtp = smtplib.SMTP(cfg.host, cfg.port, self.local_hostname, timeout=cfg.timeout)
+        try:
+            self._handshake(smtp)
+        except BaseException:
+            smtp.close()
+            raise
+        self._smtp = smtp
+        return smtp
+
+    def _handshake(self, smtp: smtplib.SMTP) -> None:
+        """EHLO, STARTTLS and AUTH as configured; a refusal here is a fault of the whole send."""
+        cfg = self.cfg
+        try:
+            smtp.ehlo()
+            if cfg.security == "starttls":
+                smtp.starttls(context=self._tls_context())
+                smtp.ehlo()
+            if cfg.username:
+                smtp.login(cfg.username, cfg.password.get_secret_value())
+        except smtplib.SMTPAuthenticationError as exc:
+            raise SendFault(f"SMTP {cfg.host}:{cfg.port} refused the login: {exc.smtp_code} {_text(exc.smtp_error)}") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise SendFault(f"SMTP {cfg.host}:{cfg.port}: {exc}") from None
+        except ssl.SSLError as exc:
+            raise SendFault(f"SMTP {cfg.host}:{cfg.port}: TLS failed: {exc.reason or exc}") from None
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+    def drop(self) -> None:
+        """Forget a broken session without talking to the server."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
+    def deliver(self, envelope_from: str, rcpt: str, data: bytes, smtputf8: bool = False) -> Result:
+        """Send one prepared message (dot-stuffed, CRLF, no final '.'); never raises for a row's fate.
+
+        Raises ``SendFault`` only for faults of the whole send (login or sender refused).
+        """
+        try:
+            return self._transaction(self.open(), envelope_from, rcpt, data, smtputf8)
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError, socket.timeout,
+                TimeoutError, OSError) as exc:
+            self.drop()
+            code = getattr(exc, "smtp_code", None)
+            return Result(Outcome.DEFERRED, code, f"connection: {type(exc).__name__}: {exc}".strip())
+        except smtplib.SMTPResponseException as exc:
+            self.drop()
+            return Result(classify(exc.smtp_code, _text(exc.smtp_error), False), exc.smtp_code, _text(exc.smtp_error))
+
+    def _transaction(self, smtp: smtplib.SMTP, sender: str, rcpt: str, data: bytes, smtputf8: bool) -> Result:
+        options = ["SMTPUTF8"] if smtputf8 and smtp.has_extn("smtputf8") else []
+        if smtp.has_extn("8bitmime") and smtputf8:
+            options.append("BODY=8BITMIME")
+        code, resp = smtp.mail(sender, options)
+        if code == 421:  # the server is closing the line: reconnect before the next message
+            self.drop()
+            return Result(Outcome.DEFERRED, code, _text(resp))
+        if code != 250:
+            return self._refused_sender(smtp, code, _text(resp))
+        code, resp = smtp.rcpt(rcpt)
+        if code not in (250, 251):
+            smtp.rset()
+            return Result(classify(code, _text(resp), True), code, _text(resp))
+        code, resp = smtp.docmd("DATA")
+        if code != 354:
+            smtp.rset()
+            return Result(classify(code, _text(resp), False), code, _text(resp))
+        # The body is dot-stuffed already (per group, in message.py), so send it as it is.
+        smtp.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        code, resp = smtp.getreply()
+        if code == 421:  # accepted nothing and closing: reconnect before the next message
+            self.drop()
+        return Result(classify(code, _text(resp), False), code, _text(resp))
+
+    def _refused_sender(self, smtp: smtplib.SMTP, code: int, answer: str) -> Result:
+        smtp.rset()
+        if code >= 500:
+            raise SendFault(f"SMTP {self.cfg.host}:{self.cfg.port} refused the sender: {code} {answer}")
+        return Result(Outcome.DEFERRED, code, answer)

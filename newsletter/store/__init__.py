@@ -1,0 +1,135 @@
+"""The database: engines, the schema's migrations, and the small ``meta`` key/value table.
+
+SQLite by default (a file next to config.toml, in WAL mode so readers never wait on the writer);
+``[database] url`` may name PostgreSQL instead, and every query in the project runs on both.
+
+``newsletter init`` (``migrate``) brings a database to the latest schema and is harmless twice.
+Other commands call ``connect``: on SQLite it migrates on the spot (one machine, one writer),
+on PostgreSQL it refuses a database that is behind, because several workers starting together
+must not race to migrate it; there an operator runs ``newsletter init`` once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from ..errors import ConfigError, NewsletterError
+from . import tables
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+__all__ = ["engine_for", "connect", "migrate", "current_revision", "head_revision", "meta_get", "meta_secret",
+           "tables"]
+
+
+class DatabaseError(NewsletterError):
+    """The database cannot be reached or is not at the schema this code expects."""
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+    try:
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(url, connect_args={"timeout": 30})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError(f"database.url: cannot use {_redact(url)!r}: {exc}") from None
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL makes it safe
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable url>"
+
+
+def _alembic() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic()).get_current_head() or ""
+
+
+def current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Bring the database to the latest schema; return (revision before, revision after)."""
+    _ensure_sqlite_folder(engine)
+    try:
+        with engine.begin() as conn:
+            before = current_revision(conn)
+            cfg = _alembic()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            return before, current_revision(conn) or ""
+    except OperationalError as exc:
+        raise DatabaseError(f"database {_redact(str(engine.url))}: {_first_line(exc)}") from None
+
+
+def connect(engine: Engine) -> Engine:
+    """Check the database is reachable and at the latest schema (migrating SQLite on the spot)."""
+    try:
+        with engine.connect() as conn:
+            current = current_revision(conn)
+    except OperationalError as exc:
+        raise DatabaseError(f"database {_redact(str(engine.url))}: {_first_line(exc)}") from None
+    if current == head_revision():
+        return engine
+    if engine.dialect.name == "sqlite":
+        migrate(engine)
+        return engine
+    raise DatabaseError(f"database {_redact(str(engine.url))} is at schema {current or 'none'}, "
+                        f"this version needs {head_revision()}: run `newsletter init`")
+
+
+def _ensure_sqlite_folder(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+
+
+def meta_get(conn: Connection, key: str) -> str | None:
+    return conn.scalar(sa.select(tables.meta.c.value).where(tables.meta.c.key == key))
+
+
+def meta_secret(conn: Connection, key: str) -> str:
+    """A random secret kept in the database, made on first use (e.g. the suppression-hash key).
+
+    Insert-or-ignore then read, so two processes asking at once end up with the same value.
+    """
+    value = meta_get(conn, key)
+    if value is None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(insert(tables.meta).values(key=key, value=secrets.token_hex(32)).on_conflict_do_nothing())
+        value = meta_get(conn, key)
+    assert value is not None
+    return value

@@ -1,0 +1,106 @@
+"""The schema, as SQLAlchemy Core tables: the one place that names tables and columns.
+
+Core, not the ORM: every module reads and writes through named queries and hands dataclass
+records across its boundary (``audience.Subscriber``, ``outbox.Row``), never live ORM rows.
+The Alembic migrations in ``migrations/versions`` create exactly this; a test compares them.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+})
+
+When = sa.DateTime(timezone=True)
+
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "blocked")
+SOURCES = ("import", "web", "cli")
+
+meta = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+subscribers = sa.Table(
+    "subscribers", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    # casefolded address: unique without regard to case (email-validator keeps the local part's case)
+    sa.Column("email_key", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    # chosen areas joined by ';' in the configured order; '' = all areas
+    sa.Column("areas", sa.String(200), nullable=False, default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("confirmed_at", When),
+    sa.Column("unsubscribed_at", When),
+    sa.Column("updated_at", When, nullable=False),
+    sa.CheckConstraint(f"status IN {SUBSCRIBER_STATUSES!r}", name="status"),
+    sa.CheckConstraint(f"source IN {SOURCES!r}", name="source"),
+)
+sa.Index("ix_subscribers_status_id", subscribers.c.status, subscribers.c.id)
+
+suppressions = sa.Table(
+    "suppressions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # HMAC-SHA256 of the casefolded address, keyed by meta 'suppression_key': the address itself is gone
+    sa.Column("address_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("created_at", When, nullable=False),
+)
+
+issues = sa.Table(
+    "issues", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slug", sa.String(64), nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # sending | paused | sent
+    sa.Column("pause_reason", sa.Text),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("started_at", When),
+    sa.Column("finished_at", When),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    # SET NULL: erasing a subscriber keeps the delivery log's counts; email/name are blanked then too
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("group_key", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", When),
+    sa.Column("claimed_by", sa.String(128)),
+    sa.Column("lease_until", When),
+    sa.Column("last_code", sa.Integer),
+    sa.Column("last_answer", sa.Text),
+    sa.Column("message_id", sa.String(255)),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("updated_at", When, nullable=False),
+    sa.Column("sent_at", When),
+    sa.UniqueConstraint("issue_id", "subscriber_id"),
+)
+# the claim query: due rows of one issue in id order
+sa.Index("ix_outbox_issue_id_state_id", outbox.c.issue_id, outbox.c.state, outbox.c.id)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("outbox_id", sa.Integer, sa.ForeignKey("outbox.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("at", When, nullable=False),
+    sa.Column("code", sa.Integer),
+    sa.Column("answer", sa.Text),
+    sa.Column("outcome", sa.String(16), nullable=False),
+)

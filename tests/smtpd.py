@@ -1,0 +1,69 @@
+"""A real aiosmtpd server for tests that can be told to answer 4xx/5xx, drop the line or stall."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from newsletter.mailsink import EmlHandler, start
+
+
+class ScriptedHandler(EmlHandler):
+    """Answers from a script first, then accepts.
+
+    ``rcpt[address]``: replies for RCPT TO of that address, used up one per try ("550 5.1.1 ...").
+    ``data``: replies for the next DATA commands, in order: an SMTP reply, "drop" (close the line
+    without answering) or "stall" (answer nothing for ``stall_seconds``, then 451, keeping nothing).
+    ``delay``: a pause before each accepted message is answered, like a slow relay.
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
+        super().__init__(folder)
+        self.rcpt: dict[str, deque[str]] = {}
+        self.data: deque[str] = deque()
+        self.stall_seconds = 3.0
+        self.delay = 0.0  # seconds before each accepted DATA is answered (a slow relay)
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        script = self.rcpt.get(address.casefold())
+        if script:
+            return script.popleft()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        action = self.data.popleft() if self.data else None
+        if action == "drop":
+            server.transport.close()
+            return "421 closing"  # never reaches the client: the line is closed
+        if action == "stall":
+            await asyncio.sleep(self.stall_seconds)
+            return "451 4.4.2 too late"
+        if action:
+            return action
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.store(envelope)
+        return "250 2.0.0 OK: queued"
+
+
+@contextmanager
+def smtp_server(folder: Path | None = None, **kwargs: object) -> Iterator[tuple[ScriptedHandler, int]]:
+    """A running server on a free loopback port: yields (handler, port)."""
+    handler = ScriptedHandler(folder)
+    controller = start(handler, **kwargs)
+    try:
+        yield handler, controller.port
+    finally:
+        controller.stop()

@@ -1,0 +1,153 @@
+"""The SMTP connection against a real aiosmtpd server: answers, drops, stalls, STARTTLS + AUTH."""
+
+from __future__ import annotations
+
+import ssl
+from collections import deque
+
+import pytest
+
+from newsletter.config import SmtpSection
+from newsletter.errors import SendFault
+from newsletter.smtp import Connection, Outcome, classify
+
+from .smtpd import smtp_server
+
+MSG = b"Subject: t\r\n\r\nhello\r\n..dot line\r\n"
+
+
+def cfg(port: int, **kw: object) -> SmtpSection:
+    return SmtpSection(host="127.0.0.1", port=port, timeout=kw.pop("timeout", 5), **kw)
+
+
+def test_classify_codes():
+    """2xx sent, 4xx deferred, 5xx failed, and a 5xx 'user unknown' at RCPT is a hard bounce."""
+    assert classify(250, "ok", False) is Outcome.SENT
+    assert classify(451, "later", True) is Outcome.DEFERRED
+    assert classify(550, "5.1.1 User unknown", True) is Outcome.BOUNCED
+    assert classify(552, "5.2.2 Mailbox full", True) is Outcome.FAILED
+    assert classify(550, "5.1.1 User unknown", False) is Outcome.FAILED
+
+
+def test_reused_connection_delivers_dot_stuffed_body():
+    """Several messages go over one connection, and the pre-stuffed body arrives unstuffed."""
+    with smtp_server() as (handler, port):
+        conn = Connection(cfg(port))
+        results = [conn.deliver("from@example.org", f"r{i}@example.org", MSG) for i in range(3)]
+        conn.close()
+    assert [r.outcome for r in results] == [Outcome.SENT] * 3 and results[0].code == 250
+    assert handler.messages[0][1].endswith(b"hello\r\n.dot line\r\n")
+
+
+def test_4xx_then_accept():
+    """A 451 (and a 421 at RCPT) is deferred; the next try over the same connection is sent."""
+    with smtp_server() as (handler, port):
+        handler.data = deque(["451 4.3.0 try later"])
+        handler.rcpt["b@example.org"] = deque(["450 4.2.1 busy"])
+        conn = Connection(cfg(port))
+        first = conn.deliver("f@example.org", "a@example.org", MSG)
+        second = conn.deliver("f@example.org", "a@example.org", MSG)
+        third = conn.deliver("f@example.org", "b@example.org", MSG)
+        fourth = conn.deliver("f@example.org", "b@example.org", MSG)
+        conn.close()
+    assert (first.outcome, first.code) == (Outcome.DEFERRED, 451)
+    assert second.outcome is Outcome.SENT and third.outcome is Outcome.DEFERRED and fourth.outcome is Outcome.SENT
+    assert handler.received == {"a@example.org": 1, "b@example.org": 1}
+
+
+def test_5xx_for_one_recipient_is_a_bounce_and_the_line_stays_usable():
+    """550 user unknown fails that recipient as a hard bounce; the next one goes through."""
+    with smtp_server() as (handler, port):
+        handler.rcpt["gone@example.org"] = deque(["550 5.1.1 <gone@example.org>: user unknown"])
+        conn = Connection(cfg(port))
+        gone = conn.deliver("f@example.org", "gone@example.org", MSG)
+        ok = conn.deliver("f@example.org", "ok@example.org", MSG)
+        conn.close()
+    assert gone.outcome is Outcome.BOUNCED and gone.code == 550 and "user unknown" in gone.answer
+    assert ok.outcome is Outcome.SENT
+
+
+def test_dropped_line_during_data_is_deferred_and_reconnects():
+    """A connection closed before the reply to DATA defers the row; the next message reconnects."""
+    with smtp_server() as (handler, port):
+        handler.data = deque(["drop"])
+        conn = Connection(cfg(port))
+        dropped = conn.deliver("f@example.org", "a@example.org", MSG)
+        again = conn.deliver("f@example.org", "a@example.org", MSG)
+        conn.close()
+    assert dropped.outcome is Outcome.DEFERRED and dropped.answer.startswith("connection")
+    assert again.outcome is Outcome.SENT and handler.received["a@example.org"] == 1
+
+
+def test_stall_past_timeout_is_deferred():
+    """A server that says nothing past the timeout defers the row instead of hanging."""
+    with smtp_server() as (handler, port):
+        handler.data = deque(["stall"])
+        handler.stall_seconds = 3
+        conn = Connection(cfg(port, timeout=1))
+        stalled = conn.deliver("f@example.org", "a@example.org", MSG)
+        conn.drop()
+    assert stalled.outcome is Outcome.DEFERRED and "timed out" in stalled.answer.lower()
+    assert handler.received["a@example.org"] == 0
+
+
+def _tls_server_kwargs(tmp_path, password_ok):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult
+
+        return AuthResult(success=password_ok(auth_data.login, auth_data.password), handled=False)
+
+    kwargs = {"tls_context": server_ctx, "require_starttls": True, "auth_require_tls": True,
+              "authenticator": authenticator, "auth_required": True}
+    return kwargs, ca_file
+
+
+def test_auth_over_starttls_with_self_signed_certificate(tmp_path):
+    """STARTTLS against a certificate from our own CA, then AUTH, then delivery."""
+    kwargs, ca_file = _tls_server_kwargs(tmp_path, lambda u, p: (u, p) == (b"editor", b"s3cret"))
+    with smtp_server(**kwargs) as (handler, port):
+        conn = Connection(cfg(port, security="starttls", username="editor", password="s3cret", ca_file=str(ca_file)))
+        result = conn.deliver("f@example.org", "a@example.org", MSG)
+        conn.close()
+    assert result.outcome is Outcome.SENT and handler.received["a@example.org"] == 1
+
+
+def test_refused_login_is_a_fault_of_the_whole_send(tmp_path):
+    """A wrong password raises SendFault with a one-line reason that does not contain the password."""
+    kwargs, ca_file = _tls_server_kwargs(tmp_path, lambda u, p: False)
+    with smtp_server(**kwargs) as (handler, port):
+        conn = Connection(cfg(port, security="starttls", username="editor", password="wrong-pw", ca_file=str(ca_file)))
+        with pytest.raises(SendFault, match="refused the login: 535") as info:
+            conn.deliver("f@example.org", "a@example.org", MSG)
+    assert "wrong-pw" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_untrusted_certificate_is_refused(tmp_path):
+    """Without the CA file the self-signed certificate is not trusted: a one-line fault, nothing sent."""
+    kwargs, _ = _tls_server_kwargs(tmp_path, lambda u, p: True)
+    with smtp_server(**kwargs) as (handler, port):
+        conn = Connection(cfg(port, security="starttls", username="u", password="p"))
+        with pytest.raises(SendFault, match="TLS failed"):
+            conn.deliver("f@example.org", "a@example.org", MSG)
+    assert not handler.messages
+
+
+def test_refused_sender_is_a_fault():
+    """A 5xx to MAIL FROM pauses the whole send rather than failing every row."""
+    with smtp_server() as (handler, port):
+        async def refuse(server, session, envelope, address, mail_options):
+            return "553 5.7.1 sender not allowed"
+
+        handler.handle_MAIL = refuse
+        conn = Connection(cfg(port))
+        with pytest.raises(SendFault, match="refused the sender: 553"):
+            conn.deliver("f@example.org", "a@example.org", MSG)
+        conn.close()

@@ -1,0 +1,202 @@
+"""`newsletter init` and `newsletter subscribers …` through the CLI, on real SQLite files."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.cli import cli
+from newsletter.store import tables as t
+
+from .conftest import REPO
+
+SAMPLE = REPO / "subscribers" / "sample.csv"
+
+
+@pytest.fixture
+def nl(make_config, runner):
+    """Run `newsletter --config <tmp config> ARGS…` and return the result."""
+    config = make_config()
+
+    def run(*args: str, code: int | None = 0):
+        result = runner.invoke(cli, ["--config", str(config), *args])
+        if code is not None:
+            assert result.exit_code == code, result.output
+        return result
+
+    run.db = config.parent / "newsletter.db"  # type: ignore[attr-defined]
+    return run
+
+
+def rows(db: Path) -> dict[str, tuple[str, str, str]]:
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        found = {r.email: (r.name, r.areas, r.status) for r in conn.execute(sa.select(t.subscribers))}
+    engine.dispose()
+    return found
+
+
+def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_init_creates_then_is_harmless(nl):
+    """init builds the schema once and says it is up to date the second time."""
+    assert "schema empty -> 0001" in nl("init").output
+    assert "up to date" in nl("init").output
+    assert rows(nl.db) == {}
+
+
+def test_sample_list_imports_with_varied_choices(nl):
+    """The sample list holds ~25 subscribers with single areas, pairs, triples and no choice."""
+    out = nl("subscribers", "import", str(SAMPLE)).output
+    assert "added 25" in out and "rejected 0" in out
+    areas = [a for _, a, _ in rows(nl.db).values()]
+    sizes = {len([x for x in a.split(";") if x]) for a in areas}
+    assert sizes == {0, 1, 2, 3} and {"LLM", "Vision", "RL", "Agents"} <= set(areas)
+    assert all(e.endswith(("@example.org", "@example.com")) for e in rows(nl.db))
+
+
+def test_list_counts_match_the_import(nl):
+    """`list` shows counts by status and area that match what was imported, and filters."""
+    nl("subscribers", "import", str(SAMPLE))
+    with SAMPLE.open(encoding="utf-8") as handle:
+        sample = list(csv.DictReader(handle))
+    gets = lambda area: sum(1 for r in sample if not r["areas"] or area in r["areas"].split(";"))  # noqa: E731
+    out = nl("subscribers", "list", "--limit", "500").output
+    assert f"active {len(sample)}" in out
+    assert f"LLM {gets('LLM')}, Vision {gets('Vision')}, RL {gets('RL')}, Agents {gets('Agents')}" in out
+    rl = nl("subscribers", "list", "--area", "rl", "--limit", "500").output
+    assert f"{gets('RL')} matching" in rl
+    nl("subscribers", "unsubscribe", sample[0]["email"])
+    assert "1 matching" in nl("subscribers", "list", "--status", "unsubscribed").output
+
+
+def test_add_set_areas_unsubscribe_delete(nl):
+    """Each single-subscriber command changes exactly that subscriber, and says so."""
+    assert "Added ada@example.org (LLM, RL)" in nl("subscribers", "add", "ada@example.org", "--name", "Ada",
+                                                   "--areas", "llm,RL").output
+    nl("subscribers", "set-areas", "ADA@example.org", "Agents")
+    assert rows(nl.db)["ada@example.org"] == ("Ada", "Agents", "active")
+    nl("subscribers", "set-areas", "ada@example.org", "all")
+    assert rows(nl.db)["ada@example.org"][1] == ""
+    assert "unsubscribed" in nl("subscribers", "unsubscribe", "ada@example.org").output
+    nl("subscribers", "delete", "ada@example.org", "--yes")
+    assert rows(nl.db) == {}
+    refused = nl("subscribers", "add", "ada@example.org", code=1)
+    assert "suppression list" in refused.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("add", "not-an-address"), "invalid address 'not-an-address'"),
+    (("add", "x@example.org", "--areas", "NLP"), "unknown area 'NLP'"),
+    (("add", "x@example.org", "--name", "Eve\r\nBcc: all@example.org"), "control character (U+000D)"),
+    (("set-areas", "nobody@example.org", "LLM"), "nobody@example.org: not on the list"),
+    (("unsubscribe", "nobody@example.org"), "not on the list"),
+    (("delete", "nobody@example.org", "--yes"), "not on the list"),
+])
+def test_bad_single_commands_are_one_line_errors(nl, args, message):
+    """A bad address, area or name, or an unknown subscriber, is one line naming it; nothing changes."""
+    result = nl("subscribers", *args, code=1)
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_export_imports_back_to_the_same_list(nl, tmp_path, make_config, runner):
+    """An exported file, imported into an empty database, gives the same list."""
+    tricky = write_csv(tmp_path / "tricky.csv", 'email,name,areas\n"q@example.com","Quote ""Q"", Jr.",RL;LLM\n'
+                       "z@example.com,Zoë Ünïcode,\n")
+    nl("subscribers", "import", str(SAMPLE))
+    nl("subscribers", "import", str(tricky))
+    out = tmp_path / "out.csv"
+    nl("subscribers", "export", str(out))
+    assert nl("subscribers", "export").output.replace("\r\n", "\n") == out.read_text(encoding="utf-8").replace(
+        "\r\n", "\n")
+    other = make_config(f'[database]\nurl = "sqlite:///{tmp_path / "other.db"}"\n', name="other.toml")
+    assert runner.invoke(cli, ["--config", str(other), "subscribers", "import", str(out)]).exit_code == 0
+    assert rows(tmp_path / "other.db") == rows(nl.db)
+    assert rows(nl.db)["q@example.com"] == ('Quote "Q", Jr.', "LLM;RL", "active")
+
+
+def test_reimport_is_idempotent_and_updates(nl, tmp_path):
+    """Importing again adds nothing; changed names and areas are updated."""
+    nl("subscribers", "import", str(SAMPLE))
+    before = rows(nl.db)
+    assert "added 0, updated 0, unchanged 25" in nl("subscribers", "import", str(SAMPLE)).output
+    assert rows(nl.db) == before
+    first = next(iter(before))
+    write_csv(tmp_path / "upd.csv", f"email,name,areas\n{first.upper()},Renamed,Vision\n")
+    assert "updated 1" in nl("subscribers", "import", str(tmp_path / "upd.csv")).output
+    assert rows(nl.db)[first] == ("Renamed", "Vision", "active")
+
+
+BAD_ROWS = (
+    "email,name,areas\n"
+    "good1@example.org,Good One,LLM\n"          # line 2
+    "not-an-address,Bad,LLM\n"                  # line 3
+    "bad-area@example.org,Bad,NLP\n"            # line 4
+    '"crlf@example.org","Eve\r\nBcc: x",RL\n'   # line 5 (the quoted name spans lines 5-6)
+    "GOOD1@example.org,Dup,RL\n"                # line 7
+    "short@example.org,Short\n"                 # line 8
+    "good2@example.org,Good Two,\n"             # line 9
+    "ctl@example.org,Bell\x07,RL\n"             # line 10
+)
+
+
+def test_bad_rows_are_reported_by_line_and_good_rows_imported(nl, tmp_path):
+    """Every kind of bad row is named with its line and reason; the good rows land; exit 1."""
+    result = nl("subscribers", "import", str(write_csv(tmp_path / "bad.csv", BAD_ROWS)), code=1)
+    out = result.output
+    for line, reason in [(3, "invalid address 'not-an-address'"), (4, "unknown area 'NLP'"),
+                         (5, "name holds a control character (U+000D)"), (7, "duplicate of line 2"),
+                         (8, "missing column 'areas'"), (10, "name holds a control character (U+0007)")]:
+        assert f"bad.csv: line {line}: {reason}" in out
+    assert "added 2" in out and "rejected 6" in out
+    assert set(rows(nl.db)) == {"good1@example.org", "good2@example.org"}
+
+
+def test_strict_imports_nothing_when_a_row_is_bad(nl, tmp_path):
+    """--strict rolls the whole file back when any row is bad."""
+    result = nl("subscribers", "import", "--strict", str(write_csv(tmp_path / "bad.csv", BAD_ROWS)), code=1)
+    assert "nothing was imported" in result.output and rows(nl.db) == {}
+
+
+def test_dry_run_counts_and_writes_nothing(nl):
+    """--dry-run reports what would be added and leaves the database empty."""
+    out = nl("subscribers", "import", "--dry-run", str(SAMPLE)).output
+    assert "would add 25" in out and "nothing written" in out and rows(nl.db) == {}
+
+
+def test_bom_and_spreadsheet_quoting_are_read(nl, tmp_path):
+    """A UTF-8 file with BOM and CRLF line ends, as Excel writes it, imports cleanly."""
+    text = '\ufeffemail,name,areas\r\nbom@example.org,"Doe, Jane",Vision;RL\r\n'
+    nl("subscribers", "import", str(write_csv(tmp_path / "excel.csv", text)))
+    assert rows(nl.db) == {"bom@example.org": ("Doe, Jane", "Vision;RL", "active")}
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8 text"),
+    ("email,name,areas\nok@example.org,Ok,\nlatin@example.org,Jos\xe9,\n".encode("latin-1"), "not UTF-8 text"),
+    (b"<html><body>hello</body></html>\n", "not a subscriber CSV"),
+    (b"", "not a subscriber CSV"),
+    (b'email,name,areas\nx@example.org,"unterminated,\n', "not valid CSV"),
+])
+def test_unreadable_file_is_one_line_and_changes_nothing(nl, tmp_path, content, message):
+    """A file that is not CSV or not UTF-8 gives one line naming the file, and imports nothing."""
+    path = tmp_path / "in.csv"
+    path.write_bytes(content)
+    result = nl("subscribers", "import", str(path), code=1)
+    assert message in result.output and str(path) in result.output and "Traceback" not in result.output
+    assert rows(nl.db) == {}
+
+
+def test_export_to_stdout_is_csv(nl):
+    """`export` without a file writes the CSV to stdout, header first."""
+    nl("subscribers", "add", "e@example.org", "--name", "E", "--areas", "RL")
+    out = list(csv.reader(io.StringIO(nl("subscribers", "export").output)))
+    assert out == [["email", "name", "areas"], ["e@example.org", "E", "RL"]]
