@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
@@ -79,6 +79,15 @@ class SmtpSection(_Section):
     retry_seconds: float = Field(default=60.0, ge=0)
     pause_after_errors: int = Field(default=25, ge=1)
     ca_file: str = ""
+    dkim_key_file: str = ""
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+
+    @model_validator(mode="after")
+    def _dkim_complete(self) -> SmtpSection:
+        if self.dkim_key_file and not self.dkim_selector:
+            raise ValueError("dkim_selector: required when dkim_key_file is set")
+        return self
 
 
 class ScheduleSection(_Section):

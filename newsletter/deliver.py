@@ -15,15 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 
 from . import outbox, store
-from .config import Config
+from .config import Config, SmtpSection
 from .content import Issue
-from .errors import SendFault
+from .errors import ConfigError, SendFault
 from .links import PREFERENCES, UNSUBSCRIBE, Links
-from .message import Envelope, PreparedGroup, Sender, header_safe, message_id, prepare, sender_for
+from .message import DkimSigner, Envelope, PreparedGroup, Sender, header_safe, message_id, prepare, sender_for
 from .outbox import Row, utcnow
 from .render import Renderer, all_groups, group_key, normalize_areas, split_papers
 from .smtp import Connection, Outcome, Result
@@ -63,6 +64,7 @@ class Groups:
         self.renderer = renderer or Renderer(config)
         self.issue = issue
         self.sender = sender_for(config.newsletter.name, config.newsletter.sender, config.newsletter.reply_to)
+        self.signer = dkim_signer(config.smtp, self.sender.domain, config.root)
         self.send_when_no_match = config.newsletter.send_when_no_match
         self.by_key = {group_key(g, self.renderer.areas): g for g in all_groups(self.renderer.areas)}
         self._prepared: dict[str, PreparedGroup | None] = {}
@@ -97,7 +99,8 @@ def slots_for(links: Links, subscriber_id: int | None, name: str, email: str) ->
 def build_message(groups: Groups, links: Links, row: Row, domain: str, mailto: str) -> bytes:
     prepared = groups.get(row.group_key)
     assert prepared is not None, row.group_key
-    return _assemble(prepared, links, row, domain, mailto)
+    data = _assemble(prepared, links, row, domain, mailto)
+    return groups.signer.sign(data) if groups.signer else data
 
 
 def _assemble(prepared: PreparedGroup, links: Links, row: Row, domain: str, mailto: str) -> bytes:
@@ -296,6 +299,8 @@ def send_test(config: Config, engine: sa.Engine | None, issue: Issue, to: str, a
     links = links_for(config, engine) if engine is not None else Links("test-only", config.newsletter.base_url)
     row = Row(0, None, to, name, group.key, 0)
     data = _assemble(prepare(group, sender), links, row, sender.domain, unsubscribe_mailto(config))
+    signer = dkim_signer(config.smtp, sender.domain, config.root)
+    data = signer.sign(data) if signer else data
     smtp = Connection(config.smtp)
     try:
         return smtp.deliver(envelope_sender(config, sender), to, data, smtputf8=not to.isascii())
@@ -305,3 +310,18 @@ def send_test(config: Config, engine: sa.Engine | None, issue: Issue, to: str, a
 
 def envelope_sender(config: Config, sender: Sender) -> str:
     return config.smtp.envelope_from or sender.from_header.rpartition("<")[2].rstrip(">")
+
+
+def dkim_signer(cfg: SmtpSection, sender_domain: str, root: Path) -> DkimSigner | None:
+    """The DKIM signer the config asks for (``[smtp] dkim_*``), or None; a bad key file is one line."""
+    if not cfg.dkim_key_file:
+        return None
+    path = root / cfg.dkim_key_file
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"smtp.dkim_key_file: cannot read {path}: {exc.strerror}") from None
+    if b"PRIVATE KEY-----" not in key:
+        raise ConfigError(f"smtp.dkim_key_file: {path} is not a PEM private key")
+    domain = cfg.dkim_domain or sender_domain
+    return DkimSigner(header_safe(cfg.dkim_selector).encode("ascii"), header_safe(domain).encode("idna"), key)

@@ -357,3 +357,41 @@ def test_demo_sends_the_latest_issue_to_its_own_server(runner, tmp_path):
     assert emls and f"{len(emls)} messages received, saved as .eml files in {out / 'mail'}" in result.output
     assert "Imported 25 subscribers" in result.output and ": sent" in result.output
     assert all(parse(p.read_bytes())["List-Unsubscribe"] for p in emls)
+
+
+def test_dkim_signature_verifies_over_the_subscribers_copy(setup, runner, tmp_path):
+    """With a DKIM key configured every message carries a signature that dkimpy verifies, List-Unsubscribe included."""
+    import base64
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    (tmp_path / "dkim.pem").write_bytes(pem)
+    public = base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    make, handler = setup
+    config = make(f'dkim_key_file = "{tmp_path / "dkim.pem"}"\ndkim_selector = "nl2026"')
+    run(runner, config, "subscribers", "add", "dot@example.org", "--name", ".Dot Leading")
+    run(runner, config, "send", ISSUE)
+    (_, data), = handler.messages
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"nl2026._domainkey.example.org."
+        return b"v=DKIM1; k=rsa; p=" + public
+
+    assert data.startswith(b"DKIM-Signature:") and b"list-unsubscribe" in data.split(b"\r\n\r\n")[0].lower()
+    assert dkim.verify(data, dnsfunc=dns)
+    assert not dkim.verify(data.replace(b"Subject:", b"Subject: x", 1), dnsfunc=dns)
+
+
+def test_unreadable_dkim_key_is_one_line(setup, runner, tmp_path):
+    """A DKIM key file that is missing is reported in one line naming the key, and nothing is sent."""
+    make, handler = setup
+    config = make(f'dkim_key_file = "{tmp_path / "missing.pem"}"\ndkim_selector = "s"')
+    run(runner, config, "subscribers", "add", "a@example.org")
+    result = run(runner, config, "send", ISSUE, code=1)
+    assert "smtp.dkim_key_file: cannot read" in result.output and not handler.messages
