@@ -219,6 +219,65 @@ def unsubscribe_id(conn: Connection, subscriber_id: int, now: datetime | None = 
     return _record(row) if row else None
 
 
+# --- web sign-up (double opt-in) and the signed links ----------------------------------------------
+#
+# The rule: only a confirmed address becomes active. A sign-up makes a new address ``pending``; an
+# unsubscribed address stays unsubscribed until its owner confirms (then its old name and areas
+# come back). Active, bounced and blocked addresses and erased ones (suppression list) get no
+# email at all, and the visitor sees the same page whatever the case, so the form reveals nothing.
+
+
+def check_signup(email: str, name: str, areas: str | Sequence[str], known: Sequence[str]) -> tuple[str, str, str]:
+    """(address, name, ';'-joined areas) from a sign-up form, or AudienceError naming the field."""
+    try:
+        return normalize_email(email), clean_name(name), join_areas(parse_areas(areas, known))
+    except _Rejected as exc:
+        raise AudienceError(str(exc)) from None
+
+
+def get_id(conn: Connection, subscriber_id: int) -> Subscriber | None:
+    row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.id == subscriber_id)).first()
+    return _record(row) if row else None
+
+
+def request_signup(conn: Connection, email: str, name: str, areas: str | Sequence[str], known: Sequence[str],
+                   now: datetime | None = None) -> Subscriber | None:
+    """A web sign-up: the subscriber to send a confirmation link to, or None to send nothing."""
+    now = now or utcnow()
+    address, clean, chosen = check_signup(email, name, areas, known)
+    existing = get(conn, address)
+    if existing is None:
+        if is_suppressed(conn, address):
+            return None
+        return add(conn, address, clean, chosen, known, source="web", status="pending", now=now)
+    if existing.status == "pending":
+        conn.execute(t.subscribers.update().where(t.subscribers.c.id == existing.id)
+                     .values(name=clean, areas=chosen, updated_at=now))
+        return get_id(conn, existing.id)
+    return existing if existing.status == "unsubscribed" else None
+
+
+def confirm_id(conn: Connection, subscriber_id: int, now: datetime | None = None) -> Subscriber | None:
+    """The owner proved the address (a confirmation or resubscribe link): pending/unsubscribed → active."""
+    now = now or utcnow()
+    s = t.subscribers.c
+    conn.execute(t.subscribers.update().where(s.id == subscriber_id, s.status.in_(("pending", "unsubscribed")))
+                 .values(status="active", confirmed_at=now, unsubscribed_at=None, updated_at=now))
+    return get_id(conn, subscriber_id)
+
+
+def set_preferences(conn: Connection, subscriber_id: int, name: str, areas: str | Sequence[str],
+                    known: Sequence[str]) -> Subscriber | None:
+    """Name and areas from the preferences page; the next send groups the subscriber by them."""
+    try:
+        clean, chosen = clean_name(name), join_areas(parse_areas(areas, known))
+    except _Rejected as exc:
+        raise AudienceError(str(exc)) from None
+    conn.execute(t.subscribers.update().where(t.subscribers.c.id == subscriber_id)
+                 .values(name=clean, areas=chosen, updated_at=utcnow()))
+    return get_id(conn, subscriber_id)
+
+
 def mark_bounced(conn: Connection, subscriber_id: int, now: datetime) -> None:
     """A hard bounce: never mailed again (an import cannot reactivate a bounced row)."""
     s = t.subscribers.c

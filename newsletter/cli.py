@@ -526,6 +526,25 @@ def demo_config(config: Config, database: Path, port: int) -> Config:
                                      "smtp": smtp})
 
 
+# --- web pages -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default: [web] host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: [web] port, 8000).")
+@pass_state
+def serve(state: State, host: str | None, port: int | None) -> None:
+    """Serve the web pages: sign-up, confirm, unsubscribe, preferences, archive, editor preview.
+
+    Example: newsletter serve --host 127.0.0.1 --port 8000
+    """
+    from .web import serve as run_web
+
+    config = state.config
+    state.engine  # noqa: B018 (check the database, and migrate SQLite, before listening)
+    run_web(config, host or config.web.host, port or config.web.port)
+
+
 def main() -> None:
     cli(prog_name="newsletter")
 

@@ -97,6 +97,14 @@ class ScheduleSection(_Section):
     grace_hours: float = Field(default=6.0, ge=0)
 
 
+class WebSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    preview_token: SecretStr = SecretStr("")
+    confirm_hours: float = Field(default=48.0, gt=0)
+    subscribe_per_hour: int = Field(default=5, ge=1)
+
+
 class Config(BaseSettings):
     """The whole configuration. ``root`` is the folder of the config file: relative paths start there."""
 
@@ -109,6 +117,7 @@ class Config(BaseSettings):
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     smtp: SmtpSection = Field(default_factory=SmtpSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    web: WebSection = Field(default_factory=WebSection)
     root: Path = Path(".")
 
     @classmethod

@@ -1,0 +1,82 @@
+"""Issues on the web: the archive (sent issues only) and the editor's live preview.
+
+The archive shows an issue only once its send has started (it has an ``issues`` row), so a draft
+in ``issues/`` is never public; the preview shows any issue file, rendered from the live template
+and content files on every request. An issue is looked up by its file stem among the issue files,
+never by a path built from the URL.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..config import Config
+from ..content import Issue, issue_files, load_issue
+from ..render import Renderer
+from ..store import tables as t
+
+PUBLISHED = ("sending", "paused", "sent")
+
+
+@dataclass(frozen=True)
+class Published:
+    slug: str
+    title: str
+    started: datetime | None
+
+
+def published(conn: Connection) -> list[Published]:
+    """Every issue whose send has started, newest first."""
+    i = t.issues.c
+    rows = conn.execute(sa.select(i.slug, i.title, i.started_at).where(i.state.in_(PUBLISHED))
+                        .order_by(i.created_at.desc(), i.id.desc())).all()
+    return [Published(r.slug, r.title, r.started_at) for r in rows]
+
+
+def is_published(conn: Connection, slug: str) -> bool:
+    i = t.issues.c
+    return conn.scalar(sa.select(i.id).where(i.slug == slug, i.state.in_(PUBLISHED))) is not None
+
+
+def issue_file(config: Config, slug: str) -> Path | None:
+    return next((p for p in issue_files(config.path("issues")) if p.stem == slug), None)
+
+
+def web_slots(config: Config) -> dict[str, str]:
+    """Slot values for a copy read on the web: no subscriber, so the footer links go to the sign-up."""
+    signup = f"{config.newsletter.base_url}/subscribe"
+    return {"name": "there", "email": "", "unsubscribe_url": signup, "preferences_url": signup}
+
+
+class Archive:
+    """Whole issues (every paper in full) as HTML, rendered once per issue file version."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._cache: dict[str, tuple[int, str]] = {}
+        self._lock = threading.Lock()
+
+    def html(self, path: Path) -> str | None:
+        stamp = path.stat().st_mtime_ns
+        with self._lock:
+            cached = self._cache.get(path.stem)
+        if cached and cached[0] == stamp:
+            return cached[1]
+        issue = load_issue(path, self.config.newsletter.areas)
+        group = Renderer(self.config).render(issue, self.config.newsletter.areas)
+        if group is None:  # an issue without papers
+            return None
+        page = group.fill(web_slots(self.config))[0]
+        with self._lock:
+            self._cache[path.stem] = (stamp, page)
+        return page
+
+
+def load(config: Config, path: Path) -> Issue:
+    return load_issue(path, config.newsletter.areas)
