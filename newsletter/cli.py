@@ -18,7 +18,7 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from . import audience, deliver, outbox, store
-from .config import Config, load_config
+from .config import Config, config_path, load_config
 from .content import Issue, find_issue, issue_files, load_issue
 from .errors import NewsletterError
 from .preview import write_preview
@@ -46,6 +46,10 @@ class State:
         self._config_file = config_file
         self._config: Config | None = None
         self._engine: Engine | None = None
+
+    @property
+    def config_file(self) -> str | None:
+        return self._config_file
 
     @property
     def config(self) -> Config:
@@ -135,6 +139,22 @@ def issue_check(state: State, ref: str | None) -> None:
             click.echo(f"error: {exc}", err=True)
     if errors:
         raise SystemExit(1)
+
+
+@issue.command("approve")
+@click.argument("ref", metavar="ISSUE")
+@pass_state
+def issue_approve(state: State, ref: str) -> None:
+    """Mark an issue ready for the weekly send without editing its file.
+
+    Example: newsletter issue approve 2026-05-28
+    """
+    from . import schedule
+
+    item = load_issue(find_issue(state.config.path("issues"), ref), state.areas)
+    with state.engine.begin() as conn:
+        schedule.approve(conn, item.slug, outbox.utcnow())
+    click.echo(f"Approved {item.slug}: the weekly send of its week will send it.")
 
 
 # --- preview ---------------------------------------------------------------------------------
@@ -411,22 +431,17 @@ def _send_test(state: State, item: Issue, to: str, areas: str | None) -> None:
 
 def _run_send(config: Config, engine: Engine, groups: deliver.Groups, resend_unknown: bool,
               wait: bool) -> outbox.Report:
-    started = deliver.prepare_send(engine, groups, resend_unknown)
-    if started.created is not None:
-        click.echo(f"{groups.issue.slug}: {started.created.queued} queued, {started.created.skipped} skipped "
-                   "(no paper this week meets their areas).")
-    if started.recovered_unknown:
-        click.echo(f"{started.recovered_unknown} row(s) were mid-transfer when a send stopped: marked unknown, "
-                   "not resent (use --resend-unknown to resend them).", err=True)
-    links = deliver.links_for(config, engine)
-    with _progress(f"Sending {groups.issue.slug}", total=started.due, rate=True) as tick:
-        delivery = deliver.Delivery(config, engine, groups.issue, links, tick, groups=groups)
-        delivery.run(started.iid, wait)
-    deliver.finish_send(engine, started.iid, delivery.state.fault)
-    with engine.connect() as conn:
-        report = outbox.report(conn, groups.issue.slug)
-    assert report is not None
-    return report
+    def on_start(started: deliver.Started) -> None:
+        if started.created is not None:
+            click.echo(f"{groups.issue.slug}: {started.created.queued} queued, {started.created.skipped} skipped "
+                       "(no paper this week meets their areas).")
+        if started.recovered_unknown:
+            click.echo(f"{started.recovered_unknown} row(s) were mid-transfer when a send stopped: marked unknown, "
+                       "not resent (use --resend-unknown to resend them).", err=True)
+
+    return deliver.send_issue(
+        config, engine, groups, resend_unknown=resend_unknown, wait=wait, on_start=on_start,
+        progress=lambda started: _progress(f"Sending {groups.issue.slug}", total=started.due, rate=True))
 
 
 def _print_plan(slug: str, found: deliver.Plan) -> None:
@@ -475,6 +490,32 @@ def _print_report(found: outbox.Report) -> None:
 
 def _db_label(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
+
+
+# --- the weekly schedule -------------------------------------------------------------------------
+
+
+@cli.command("schedule")
+@click.option("--show", is_flag=True, help="Print the next run times in the configured time zone and exit.")
+@pass_state
+def schedule_cmd(state: State, show: bool) -> None:
+    """Run the weekly send (APScheduler) until SIGTERM or Ctrl-C; the job is kept in the database.
+
+    Example: newsletter schedule --show
+    """
+    import logging
+
+    from . import schedule
+
+    cfg = state.config.schedule
+    if show:
+        click.echo(f"Weekly send: {cfg.day} {cfg.time} {cfg.timezone}, grace {cfg.grace_hours:g} h. Next runs:")
+        for runtime in schedule.next_runs(cfg, outbox.utcnow()):
+            click.echo(f"  {runtime:%a %Y-%m-%d %H:%M %Z (UTC%z)}")
+        return
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    schedule.run(state.config, config_path(state.config_file).resolve())
 
 
 # --- the main job --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ One thread per SMTP connection: the work per message is small (slot filling and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import threading
@@ -135,10 +136,11 @@ class Delivery:
     """One send of one issue by this process."""
 
     def __init__(self, config: Config, engine: sa.Engine, issue: Issue, links: Links,
-                 on_progress: Callable[[int], None] | None = None, groups: Groups | None = None) -> None:
+                 on_progress: Callable[[int], None] | None = None, groups: Groups | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.config, self.engine, self.issue, self.links = config, engine, issue, links
         self.groups = groups or Groups(config, issue)
-        self.state = SendState()
+        self.state = SendState(stop=stop or threading.Event())
         self.limit = RateLimit(config.smtp.rate_per_second, config.smtp.rate_per_hour)
         self.lease = timedelta(seconds=max(60.0, config.smtp.timeout * 4))
         self.on_progress = on_progress or (lambda n: None)
@@ -325,3 +327,26 @@ def dkim_signer(cfg: SmtpSection, sender_domain: str, root: Path) -> DkimSigner 
         raise ConfigError(f"smtp.dkim_key_file: {path} is not a PEM private key")
     domain = cfg.dkim_domain or sender_domain
     return DkimSigner(header_safe(cfg.dkim_selector).encode("ascii"), header_safe(domain).encode("idna"), key)
+
+
+def send_issue(config: Config, engine: sa.Engine, groups: Groups, *, resend_unknown: bool = False, wait: bool = True,
+               stop: threading.Event | None = None, on_start: Callable[[Started], None] | None = None,
+               progress: Callable[[Started], contextlib.AbstractContextManager[Callable[[int], None]]] | None = None
+               ) -> outbox.Report:
+    """One whole send or resume of an issue, as ``newsletter send`` and the weekly job run it.
+
+    ``stop`` ends it early and cleanly (rows not begun stay queued, so a later run resumes);
+    ``on_start`` hears what was found or made, ``progress`` wraps the delivery with a progress bar.
+    """
+    started = prepare_send(engine, groups, resend_unknown)
+    if on_start:
+        on_start(started)
+    links = links_for(config, engine)
+    with (progress(started) if progress else contextlib.nullcontext(lambda _n: None)) as tick:
+        delivery = Delivery(config, engine, groups.issue, links, tick, groups=groups, stop=stop)
+        delivery.run(started.iid, wait)
+    finish_send(engine, started.iid, delivery.state.fault)
+    with engine.connect() as conn:
+        report = outbox.report(conn, groups.issue.slug)
+    assert report is not None
+    return report

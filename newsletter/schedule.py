@@ -1,0 +1,197 @@
+"""The weekly send: an APScheduler 3.x cron job kept in the project's database.
+
+What the job does is a pure decision over (config, now), so tests drive it with a fixed clock:
+
+    now past the week's slot + grace_hours ─► "missed"        nothing sent, logged as an ERROR
+    no issue file dated in the last 7 days  ─► "no-issue"      never an older issue
+    that issue not ready (file or approve)  ─► "not-ready"
+    its outbox already finished             ─► "already-sent"  nothing happens
+    otherwise                               ─► "sent"          (or "paused"/"sending" as the send ends)
+
+APScheduler adds what needs a clock: its job store (SQLAlchemy, table ``apscheduler_jobs``) keeps
+the job and its next run time across restarts; ``misfire_grace_time`` runs a slot missed while
+the machine was down if it is still within the grace period, ``coalesce`` makes any number of
+missed slots one run, and a run missed past the grace is logged loudly by ``_on_missed``.
+The job is only (re)written when its trigger changed, because re-adding it would move its next
+run time past a slot missed during downtime and so silently skip the catch-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from . import deliver, outbox, store
+from .config import Config, ScheduleSection, load_config
+from .content import issue_files, load_issue
+from .store import tables as t
+
+log = logging.getLogger("newsletter.schedule")
+JOB_ID = "weekly-send"
+JOB_TABLE = "apscheduler_jobs"
+APPROVED = "approved:"  # meta key prefix: approved:<issue slug>
+_stop = threading.Event()  # set on SIGTERM / Ctrl-C: a running send stops between messages
+
+
+def weekly_trigger(cfg: ScheduleSection) -> CronTrigger:
+    hour, minute = (int(p) for p in cfg.time.split(":"))
+    return CronTrigger(day_of_week=cfg.day, hour=hour, minute=minute, timezone=ZoneInfo(cfg.timezone))
+
+
+def next_runs(cfg: ScheduleSection, now: datetime, count: int = 3) -> list[datetime]:
+    """The next ``count`` run times after ``now``, in the configured zone (DST handled by the trigger)."""
+    trigger, runs, previous = weekly_trigger(cfg), [], None
+    for _ in range(count):
+        previous = trigger.get_next_fire_time(previous, now if previous is None else previous + timedelta(seconds=1))
+        runs.append(previous)
+    return runs
+
+
+def last_slot(cfg: ScheduleSection, now: datetime) -> datetime:
+    """The most recent scheduled time at or before ``now``."""
+    slot = weekly_trigger(cfg).get_next_fire_time(None, now - timedelta(days=7) + timedelta(seconds=1))
+    assert slot is not None
+    return slot
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+def approve(conn: sa.Connection, slug: str, now: datetime) -> None:
+    """Mark an issue ready to send without editing its file (``newsletter issue approve``)."""
+    if store.meta_get(conn, APPROVED + slug) is None:
+        conn.execute(t.meta.insert().values(key=APPROVED + slug, value=now.isoformat()))
+
+
+def is_approved(conn: sa.Connection, slug: str) -> bool:
+    return store.meta_get(conn, APPROVED + slug) is not None
+
+
+def week_issue(config: Config, now: datetime) -> Path | None:
+    """The issue of this week: the newest file dated within the 7 days ending today (local time)."""
+    today = now.astimezone(ZoneInfo(config.schedule.timezone)).date()
+    recent = [p for p in issue_files(config.path("issues")) if _dated_within(p, today)]
+    return recent[-1] if recent else None
+
+
+def _dated_within(path: Path, today: datetime.date) -> bool:  # type: ignore[valid-type]
+    try:
+        return 0 <= (today - datetime.fromisoformat(path.stem).date()).days < 7
+    except ValueError:
+        return False
+
+
+def run_weekly(config: Config, engine: sa.Engine, now: datetime) -> str:
+    """Decide and, when due, send this week's issue; returns the outcome (see the module docstring)."""
+    slot = last_slot(config.schedule, now)
+    late = now - slot
+    if late > timedelta(hours=config.schedule.grace_hours):
+        log.error("MISSED the weekly send of %s: it is %s past the slot, beyond grace_hours=%s; nothing is "
+                  "sent (run `newsletter send ISSUE` by hand if it should still go out)",
+                  slot.isoformat(), _hours(late), config.schedule.grace_hours)
+        return "missed"
+    path = week_issue(config, now)
+    if path is None:
+        log.warning("no issue file dated in the week up to %s in %s: nothing to send", now.date(),
+                    config.path("issues"))
+        return "no-issue"
+    issue = load_issue(path, config.newsletter.areas)
+    with engine.begin() as conn:
+        ready = issue.ready or is_approved(conn, issue.slug)
+        state = conn.scalar(sa.select(t.issues.c.state).where(t.issues.c.slug == issue.slug))
+    if not ready:
+        log.warning("issue %s is not ready (set ready = true or run `newsletter issue approve %s`): nothing sent",
+                    issue.slug, issue.slug)
+        return "not-ready"
+    if state == "sent":
+        log.info("issue %s was sent already: nothing to do", issue.slug)
+        return "already-sent"
+    log.info("sending issue %s (%s)", issue.slug, "resuming" if state else "new")
+    report = deliver.send_issue(config, engine, deliver.Groups(config, issue), stop=_stop)
+    log.info("issue %s: %s; %s", issue.slug, report.state,
+             ", ".join(f"{k} {v}" for k, v in report.counts.items() if v))
+    return report.state
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:.1f} h"
+
+
+def weekly_job(config_file: str) -> str:
+    """The stored job's entry point (referenced by name, so it survives restarts)."""
+    config = load_config(config_file)
+    engine = store.connect(store.engine_for(config.database_url))
+    try:
+        return run_weekly(config, engine, outbox.utcnow())
+    finally:
+        engine.dispose()
+
+
+# --- the long-lived process ----------------------------------------------------------------------
+
+
+def install_job(scheduler: BaseScheduler, config: Config, config_file: Path) -> None:
+    """Add the weekly job, or keep the stored one (and its pending catch-up) when nothing changed."""
+    trigger = weekly_trigger(config.schedule)
+    existing = scheduler.get_job(JOB_ID)
+    if existing is not None and str(existing.trigger) == str(trigger) and existing.args == (str(config_file),):
+        return
+    scheduler.add_job(weekly_job, trigger, args=[str(config_file)], id=JOB_ID, name="weekly send",
+                      replace_existing=True, coalesce=True, max_instances=1,
+                      misfire_grace_time=max(1, int(config.schedule.grace_hours * 3600)))
+
+
+def job_store(engine: sa.Engine) -> SQLAlchemyJobStore:
+    return SQLAlchemyJobStore(engine=engine, tablename=JOB_TABLE)
+
+
+def _on_missed(event: JobExecutionEvent) -> None:
+    log.error("MISSED the weekly send scheduled for %s: the scheduler was not running within the grace "
+              "period, so nothing is sent (a stale issue never goes out late)", event.scheduled_run_time)
+
+
+def watch_misses(scheduler: BaseScheduler) -> None:
+    scheduler.add_listener(_on_missed, EVENT_JOB_MISSED)
+
+
+def run(config: Config, config_file: Path) -> None:
+    """``newsletter schedule``: run until SIGTERM or Ctrl-C, then stop cleanly."""
+    engine = store.connect(store.engine_for(config.database_url))
+    scheduler = BackgroundScheduler(jobstores={"default": job_store(engine)},
+                                    timezone=ZoneInfo(config.schedule.timezone))
+    watch_misses(scheduler)
+    scheduler.start(paused=True)  # nothing runs until the job is checked against the config
+    install_job(scheduler, config, config_file)
+    for runtime in upcoming(scheduler):
+        log.info("next weekly send: %s", runtime.isoformat())
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("stopping (signal %d): a send in progress stops between messages and resumes next run", signum)
+        _stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    scheduler.resume()
+    while not _stop.wait(1.0):
+        pass
+    scheduler.shutdown(wait=True)  # a running send has seen _stop: its rows not begun stay queued
+    engine.dispose()
+    log.info("stopped")
+
+
+def upcoming(scheduler: BaseScheduler) -> Iterator[datetime]:
+    job = scheduler.get_job(JOB_ID)
+    if job is not None and job.next_run_time is not None:
+        yield job.next_run_time
