@@ -64,6 +64,11 @@ class State:
             self._engine = store.connect(store.engine_for(self.config.database_url))
         return self._engine
 
+    def close(self) -> None:
+        """Give the database connections back when the command ends (PostgreSQL notices leaks)."""
+        if self._engine is not None:
+            self._engine.dispose()
+
     @property
     def areas(self) -> list[str]:
         return self.config.newsletter.areas
@@ -79,6 +84,7 @@ pass_state = click.make_pass_decorator(State)
 def cli(ctx: click.Context, config_file: str | None) -> None:
     """Weekly email digest of curated machine-learning papers."""
     ctx.obj = State(config_file)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def parse_areas(config: Config, value: str | None) -> tuple[str, ...] | None:
@@ -193,7 +199,10 @@ def init(state: State) -> None:
     Example: newsletter init
     """
     engine = store.engine_for(state.config.database_url)
-    before, after = store.migrate(engine)
+    try:
+        before, after = store.migrate(engine)
+    finally:
+        engine.dispose()
     where = engine.url.render_as_string(hide_password=True)
     if before == after:
         click.echo(f"Database {where} is up to date (schema {after}).")
@@ -392,9 +401,10 @@ class _RateColumn(ProgressColumn):
 @click.option("--resend-unknown", is_flag=True,
               help="Also resend rows whose fate is unknown (the process died during their SMTP transfer).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for deferred rows to come due; a later run retries them.")
+@click.option("--enqueue", is_flag=True, help="Only create the outbox; `newsletter worker` processes deliver it.")
 @pass_state
 def send(state: State, ref: str, dry_run: bool, test_to: str | None, areas: str | None, resend_unknown: bool,
-         no_wait: bool) -> None:
+         no_wait: bool, enqueue: bool) -> None:
     """Send an issue to every active subscriber, or resume its send. A sent row is never sent again.
 
     Example: newsletter send 2026-05-28
@@ -410,6 +420,11 @@ def send(state: State, ref: str, dry_run: bool, test_to: str | None, areas: str 
     groups = deliver.Groups(config, item)
     if dry_run:
         _print_plan(item.slug, deliver.plan(engine, groups))
+        return
+    if enqueue:
+        started = deliver.prepare_send(engine, groups, resend_unknown)
+        made = f"{started.created.queued} queued, {started.created.skipped} skipped" if started.created else "found"
+        click.echo(f"{item.slug}: outbox {made}; {started.due} due for `newsletter worker`.")
         return
     report = _run_send(config, engine, groups, resend_unknown, not no_wait)
     _print_report(report)
@@ -516,6 +531,30 @@ def schedule_cmd(state: State, show: bool) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     schedule.run(state.config, config_path(state.config_file).resolve())
+
+
+@cli.command("worker")
+@click.option("--exit-when-idle", is_flag=True, help="Exit after a round that finds nothing to deliver (cron, tests).")
+@pass_state
+def worker_cmd(state: State, exit_when_idle: bool) -> None:
+    """Deliver the outbox of every issue being sent, beside any number of other workers.
+
+    Runs until SIGTERM or Ctrl-C (it finishes the message in flight and gives back its claims).
+
+    Example: newsletter worker
+    """
+    import logging
+    import signal
+
+    from .worker import Worker
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    worker = Worker(state.config, state.engine)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop.set())
+    totals = worker.run(exit_when_idle)
+    click.echo(f"worker {outbox.worker_name()}: delivered {totals.delivered} in {totals.rounds} round(s)")
 
 
 # --- the main job --------------------------------------------------------------------------------

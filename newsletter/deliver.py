@@ -31,6 +31,7 @@ from .render import Renderer, all_groups, group_key, normalize_areas, split_pape
 from .smtp import Connection, Outcome, Result
 
 CLAIM_BATCH = 50
+IDLE_SECONDS = 1.0
 
 
 class RateLimit:
@@ -150,6 +151,7 @@ class Delivery:
     def run(self, iid: int, wait: bool = True) -> None:
         """Deliver every due row; with ``wait``, keep going until deferred rows are final too."""
         while not self.state.stop.is_set():
+            before = self.state.done
             threads = [threading.Thread(target=self._worker, args=(iid, n), daemon=True)
                        for n in range(self.config.smtp.connections)]
             for th in threads:
@@ -162,7 +164,9 @@ class Delivery:
                 due = outbox.next_due(conn, iid)
             if due is None:
                 break
-            self.state.stop.wait(max(0.0, (due - utcnow()).total_seconds()))
+            # a round that moved nothing (hourly budget spent, rows held by other workers) must not spin
+            floor = IDLE_SECONDS if self.state.done == before else 0.0
+            self.state.stop.wait(max(floor, (due - utcnow()).total_seconds()))
 
     def _worker(self, iid: int, n: int) -> None:
         worker = outbox.worker_name(str(n))
@@ -170,7 +174,10 @@ class Delivery:
         try:
             while not self.state.stop.is_set():
                 with self.engine.begin() as conn:
-                    rows = outbox.claim(conn, iid, worker, CLAIM_BATCH, self.lease, utcnow())
+                    size = CLAIM_BATCH
+                    if self.config.smtp.rate_per_hour:
+                        size = min(size, outbox.hourly_budget(conn, self.config.smtp.rate_per_hour, utcnow()))
+                    rows = outbox.claim(conn, iid, worker, size, self.lease, utcnow()) if size else []
                 if not rows:
                     return
                 for row in rows:

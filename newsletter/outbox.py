@@ -144,6 +144,24 @@ def claim(conn: Connection, iid: int, worker: str, limit: int, lease: timedelta,
     return sorted((Row(*r) for r in rows), key=lambda r: r.id)
 
 
+HOURLY_LOCK = 0x6E6C6872  # pg_advisory_xact_lock key: one claimer at a time measures the hourly budget
+
+
+def hourly_budget(conn: Connection, per_hour: int, now: datetime) -> int:
+    """How many more rows any worker may claim now without passing ``rate_per_hour`` across all workers.
+
+    Spent: attempts logged in the last hour, plus rows claimed and not yet recorded (they will be
+    attempted). Counted in the claiming transaction; on PostgreSQL an advisory lock makes
+    budget-then-claim atomic across workers on any number of machines. SQLite serialises writers.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": HOURLY_LOCK})
+    a, o = t.delivery_attempts.c, t.outbox.c
+    used = conn.scalar(sa.select(sa.func.count()).where(a.at > now - timedelta(hours=1))) or 0
+    held = conn.scalar(sa.select(sa.func.count()).where(o.claimed_by.is_not(None))) or 0
+    return max(0, per_hour - used - held)
+
+
 def begin(conn: Connection, row_id: int, worker: str, lease: timedelta, now: datetime) -> bool:
     """Mark the row ``sending`` just before its SMTP transaction (committed by the caller)."""
     o = t.outbox.c

@@ -1,0 +1,169 @@
+"""Many delivery workers on PostgreSQL: exactly-once under SIGKILL, and one hourly limit for them all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.cli import cli
+from newsletter.store import tables as t
+
+from .conftest import REPO
+from .smtpd import ScriptedHandler, smtp_server
+
+ISSUE = "2026-06-04"
+SMALL_ISSUE = """\
+title = "A small week"
+date = 2026-06-04
+week = { start = 2026-05-29, end = 2026-06-04 }
+ready = true
+
+[[papers]]
+title = "One paper for every area"
+authors = ["A. Author"]
+arxiv = "2606.00001"
+areas = ["LLM", "Vision", "RL", "Agents"]
+
+[[papers.sections]]
+heading = "Method"
+body = "Short, so the test server is not the bottleneck."
+"""
+
+
+class CountingHandler(ScriptedHandler):
+    """Counts what each recipient got and keeps no message (20,000 of them would fill memory)."""
+
+    def store(self, envelope) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            for rcpt in envelope.rcpt_tos:
+                self.received[rcpt.casefold()] += 1
+
+
+@pytest.fixture
+def cluster(make_config, pg_url, tmp_path):
+    """A config on a fresh PostgreSQL schema with a small issue, aimed at a counting SMTP server."""
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    (issues / f"{ISSUE}.toml").write_text(SMALL_ISSUE, encoding="utf-8")
+    handler = CountingHandler()
+    from newsletter.mailsink import start
+
+    controller = start(handler)
+
+    def make(smtp_extra: str = "") -> Path:
+        return make_config(f"""
+            [newsletter]
+            secret_key = "worker-test-secret"
+            [paths]
+            issues = "{issues}"
+            templates = "{REPO / 'templates' / 'email'}"
+            [database]
+            url = "{pg_url}"
+            [smtp]
+            port = {controller.port}
+            connections = 2
+            timeout = 10
+            {smtp_extra}
+            """)
+
+    try:
+        yield make, handler, pg_url
+    finally:
+        controller.stop()
+
+
+def cli_ok(runner, config: Path, *args: str) -> str:
+    result = runner.invoke(cli, ["--config", str(config), *args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def enqueue(runner, config: Path, tmp_path: Path, count: int) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text("email,name,areas\n" + "".join(f"w{i}@example.org,W {i},\n" for i in range(count)),
+                      encoding="utf-8")
+    cli_ok(runner, config, "init")
+    cli_ok(runner, config, "subscribers", "import", str(people))
+    assert f"{count} queued" in cli_ok(runner, config, "send", ISSUE, "--enqueue")
+
+
+def workers(config: Path, n: int) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "NEWSLETTER_CONFIG": str(config)}
+    return [subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--exit-when-idle"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(n)]
+
+
+def wait_all(procs: list[subprocess.Popen[bytes]], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    for proc in procs:
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+        assert proc.returncode in (0, -signal.SIGKILL), err
+
+
+def outbox_states(url: str) -> dict[str, str]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.outbox.c.email, t.outbox.c.state)).all()
+    engine.dispose()
+    return dict(rows)
+
+
+def test_four_workers_one_killed_deliver_each_address_at_most_once(cluster, runner, tmp_path):
+    """20,000 rows, 4 worker processes, one SIGKILLed mid-run: nobody gets two, only unknown rows miss out."""
+    make, handler, url = cluster
+    config = make()
+    enqueue(runner, config, tmp_path, 20_000)
+    procs = workers(config, 4)
+    deadline = time.monotonic() + 120
+    while sum(handler.received.values()) < 4_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert procs[0].poll() is None, "the worker to kill had already stopped"
+    os.kill(procs[0].pid, signal.SIGKILL)
+    at_kill = sum(handler.received.values())
+    wait_all(procs, 300)
+    assert 4_000 <= at_kill < 20_000
+    states = outbox_states(url)
+    unknown = {email for email, state in states.items() if state == "unknown"}
+    assert max(handler.received.values()) == 1  # counted by the server: none got two
+    assert set(states) - set(handler.received) <= unknown  # only unknown rows may have missed out
+    assert len(unknown) <= 2  # at most one per connection of the killed worker
+    report = json.loads(cli_ok(runner, config, "report", ISSUE, "--json"))
+    sent = {email for email, state in states.items() if state == "sent"}
+    assert sent <= set(handler.received)  # every row reported sent reached the server
+    # what the server got is the sent rows plus those unknown rows whose transfer finished before the kill
+    assert report["counts"]["sent"] == len(sent) == len(handler.received) - len(unknown & set(handler.received))
+    assert report["counts"]["sent"] + report["counts"]["unknown"] == 20_000 and report["state"] == "sent"
+
+
+def test_hourly_limit_holds_across_workers(cluster, runner, tmp_path):
+    """Two workers with rate_per_hour = 30 send 30 messages between them and leave the rest queued."""
+    make, handler, url = cluster
+    config = make("rate_per_hour = 30")
+    enqueue(runner, config, tmp_path, 50)
+    wait_all(workers(config, 2), 120)
+    states = outbox_states(url)
+    assert sum(handler.received.values()) == 30 == sum(1 for s in states.values() if s == "sent")
+    assert sum(1 for s in states.values() if s == "queued") == 20
+
+
+def test_enqueue_sends_nothing_and_a_worker_finishes_the_issue(cluster, runner, tmp_path):
+    """`send --enqueue` only writes the outbox; one `worker --exit-when-idle` delivers it and marks it sent."""
+    make, handler, url = cluster
+    config = make()
+    enqueue(runner, config, tmp_path, 20)
+    assert not handler.received and set(outbox_states(url).values()) == {"queued"}
+    wait_all(workers(config, 1), 120)
+    assert set(handler.received.values()) == {1} and len(handler.received) == 20
+    report = json.loads(cli_ok(runner, config, "report", ISSUE, "--json"))
+    assert report["state"] == "sent" and report["counts"]["sent"] == 20
