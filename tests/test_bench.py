@@ -1,0 +1,22 @@
+"""The benchmark script still runs end to end (on 200 subscribers, into the project's own SMTP sink)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .conftest import REPO
+
+
+def test_bench_runs_on_200_subscribers_and_writes_table_json_and_chart(tmp_path):
+    """bench/run.py on a small list prints its table, and writes results.json with positive rates and a PNG."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--sizes", "200", "--naive", "5",
+                           "--sink", "aiosmtpd", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    (engine,) = results["engine"]
+    assert engine["subscribers"] == 200 and engine["rate"] > 0 and engine["send"]["peak_rss_mb"] > 0
+    assert results["naive"]["rate"] > 0 and results["render_all"]["groups"] == 15
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+    assert "engine, 200 subscribers" in done.stdout and any("naive" in line for line in results["targets"])
