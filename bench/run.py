@@ -69,7 +69,8 @@ def sink(kind: str, folder: Path) -> Iterator[int]:
     """A receiving SMTP server on a free loopback port: Postfix's smtp-sink, or the project's aiosmtpd one."""
     port = free_port()
     if kind == "smtp-sink":
-        proc = subprocess.Popen([tool("smtp-sink"), f"127.0.0.1:{port}", "256"], stdout=subprocess.DEVNULL,
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []  # smtp-sink refuses to run as root
+        proc = subprocess.Popen([tool("smtp-sink"), *user, f"127.0.0.1:{port}", "256"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         for _ in range(100):
             try:
