@@ -4,7 +4,7 @@ What the job does is a pure decision over (config, now), so tests drive it with 
 
     now past the week's slot + grace_hours ─► "missed"        nothing sent, logged as an ERROR
     no issue file dated in the last 7 days  ─► "no-issue"      never an older issue
-    that issue not ready (file or approve)  ─► "not-ready"
+    that issue not ready (file or approve)  ─► "not-ready"     approvals: table ``approvals``
     its outbox already finished             ─► "already-sent"  nothing happens
     otherwise                               ─► "sent"          (or "paused"/"sending" as the send ends)
 
@@ -13,7 +13,9 @@ the job and its next run time across restarts; ``misfire_grace_time`` runs a slo
 the machine was down if it is still within the grace period, ``coalesce`` makes any number of
 missed slots one run, and a run missed past the grace is logged loudly by ``_on_missed``.
 The job is only (re)written when its trigger changed, because re-adding it would move its next
-run time past a slot missed during downtime and so silently skip the catch-up.
+run time past a slot missed during downtime and so silently skip the catch-up. A send stopped
+mid-way (SIGTERM) keeps its outbox in state ``sending``; a restart within the grace runs the job
+once at once (``interrupted``), which resumes it: rows already sent are never sent again.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.dialects import postgresql, sqlite
 
 from . import deliver, outbox, store
 from .config import Config, ScheduleSection, load_config
@@ -40,8 +43,8 @@ from .store import tables as t
 
 log = logging.getLogger("newsletter.schedule")
 JOB_ID = "weekly-send"
-JOB_TABLE = "apscheduler_jobs"
-APPROVED = "approved:"  # meta key prefix: approved:<issue slug>
+JOB_TABLE = t.JOB_TABLE
+RESUME_ID = "resume-send"
 _stop = threading.Event()  # set on SIGTERM / Ctrl-C: a running send stops between messages
 
 
@@ -70,13 +73,13 @@ def last_slot(cfg: ScheduleSection, now: datetime) -> datetime:
 
 
 def approve(conn: sa.Connection, slug: str, now: datetime) -> None:
-    """Mark an issue ready to send without editing its file (``newsletter issue approve``)."""
-    if store.meta_get(conn, APPROVED + slug) is None:
-        conn.execute(t.meta.insert().values(key=APPROVED + slug, value=now.isoformat()))
+    """Mark an issue ready to send without editing its file (``newsletter issue approve``); idempotent."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(insert(t.approvals).values(slug=slug, approved_at=now).on_conflict_do_nothing())
 
 
 def is_approved(conn: sa.Connection, slug: str) -> bool:
-    return store.meta_get(conn, APPROVED + slug) is not None
+    return conn.scalar(sa.select(t.approvals.c.slug).where(t.approvals.c.slug == slug)) is not None
 
 
 def week_issue(config: Config, now: datetime) -> Path | None:
@@ -125,6 +128,17 @@ def run_weekly(config: Config, engine: sa.Engine, now: datetime) -> str:
     return report.state
 
 
+def interrupted(config: Config, engine: sa.Engine, now: datetime) -> bool:
+    """This week's send was stopped mid-way (SIGTERM, a crash) and the slot is still within its grace."""
+    if now - last_slot(config.schedule, now) > timedelta(hours=config.schedule.grace_hours):
+        return False
+    path = week_issue(config, now)
+    if path is None:
+        return False
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(t.issues.c.state).where(t.issues.c.slug == path.stem)) == "sending"
+
+
 def _hours(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 3600:.1f} h"
 
@@ -168,12 +182,19 @@ def watch_misses(scheduler: BaseScheduler) -> None:
 
 def run(config: Config, config_file: Path) -> None:
     """``newsletter schedule``: run until SIGTERM or Ctrl-C, then stop cleanly."""
+    _stop.clear()
     engine = store.connect(store.engine_for(config.database_url))
     scheduler = BackgroundScheduler(jobstores={"default": job_store(engine)},
                                     timezone=ZoneInfo(config.schedule.timezone))
     watch_misses(scheduler)
     scheduler.start(paused=True)  # nothing runs until the job is checked against the config
     install_job(scheduler, config, config_file)
+    if interrupted(config, engine, outbox.utcnow()):
+        log.info("this week's send was interrupted: resuming it now")
+        scheduler.add_job(weekly_job, args=[str(config_file)], id=RESUME_ID, name="resume weekly send",
+                          replace_existing=True, misfire_grace_time=60)
+    elif scheduler.get_job(RESUME_ID) is not None:  # left by a process that died before running it
+        scheduler.remove_job(RESUME_ID)
     for runtime in upcoming(scheduler):
         log.info("next weekly send: %s", runtime.isoformat())
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 import pickle
 import shutil
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from newsletter import schedule, store
@@ -157,3 +162,83 @@ def test_unknown_time_zone_is_a_one_line_config_error(make_config, runner):
     path = make_config('[schedule]\ntimezone = "Europe/Berln"\n')
     result = runner.invoke(cli, ["--config", str(path), "schedule", "--show"])
     assert result.exit_code == 1 and "schedule.timezone" in result.output and "Europe/Berln" in result.output
+
+
+def test_a_send_stopped_mid_way_resumes_on_restart_within_grace(weekly):
+    """SIGTERM leaves the outbox `sending`; a restart within the grace resumes it, each address once."""
+    config, engine, handler, _, _ = weekly
+    schedule._stop.set()  # what SIGTERM does: the send stops before its next message
+    try:
+        assert schedule.run_weekly(config, engine, SLOT) == "sending" and not handler.messages
+    finally:
+        schedule._stop.clear()
+    assert schedule.interrupted(config, engine, SLOT + timedelta(hours=5))
+    assert not schedule.interrupted(config, engine, SLOT + timedelta(hours=7))
+    assert schedule.run_weekly(config, engine, SLOT + timedelta(hours=5)) == "sent"
+    assert handler.received == {f"s{n}@example.org": 1 for n in range(3)}
+    assert not schedule.interrupted(config, engine, SLOT + timedelta(hours=5))
+
+
+def test_approvals_have_their_own_table_and_old_meta_approvals_move_there(tmp_path):
+    """Migration 0002 moves the old `approved:<slug>` meta rows into `approvals`; approving twice is harmless."""
+    engine = store.engine_for(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:
+        cfg = store._alembic()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(t.meta.insert().values(key="approved:2026-05-28", value="2026-05-25T10:00:00+00:00"))
+    store.migrate(engine)
+    with engine.begin() as conn:
+        assert schedule.is_approved(conn, "2026-05-28") and not schedule.is_approved(conn, "2026-05-17")
+        assert store.meta_get(conn, "approved:2026-05-28") is None
+        schedule.approve(conn, "2026-05-28", datetime(2026, 5, 27, tzinfo=timezone.utc))
+        when = conn.scalar(sa.select(t.approvals.c.approved_at))
+    assert when.replace(tzinfo=timezone.utc) == datetime(2026, 5, 25, 10, tzinfo=timezone.utc)  # the first approval
+    engine.dispose()
+
+
+def test_the_job_store_table_is_not_schema_drift(weekly):
+    """APScheduler's own table sits in the project's database without showing up as drift against tables.py."""
+    config, engine, _, _, path = weekly
+    scheduler = BackgroundScheduler(jobstores={"default": schedule.job_store(engine)}, timezone=BERLIN)
+    scheduler.start(paused=True)
+    schedule.install_job(scheduler, config, path)
+    scheduler.shutdown()
+    with engine.connect() as conn:
+        assert schedule.JOB_TABLE in sa.inspect(conn).get_table_names()
+        assert compare_metadata(MigrationContext.configure(conn, opts={"include_name": t.ours}), t.metadata) == []
+    assert store.migrate(engine) == (store.head_revision(), store.head_revision())
+
+
+def test_the_stored_job_itself_delivers_through_the_scheduler(weekly, make_config):
+    """The job as stored (by its textual reference, with the config path) runs and delivers to the real server."""
+    config, engine, handler, issues, _ = weekly
+    today = datetime.now(BERLIN).date()
+    text = (issues / "2026-05-28.toml").read_text(encoding="utf-8")
+    text = text.replace("date = 2026-05-28", f"date = {today}").replace("end = 2026-05-28", f"end = {today}")
+    text = text.replace("start = 2026-05-22", f"start = {today - timedelta(days=6)}")
+    (issues / "2026-05-28.toml").unlink()
+    (issues / f"{today}.toml").write_text(text, encoding="utf-8")
+    live = make_config(f"""
+        [paths]
+        issues = "{issues}"
+        templates = "{REPO / 'templates' / 'email'}"
+        [schedule]
+        day = "{today.strftime('%a').lower()}"
+        time = "00:00"
+        timezone = "Europe/Berlin"
+        grace_hours = 48
+        [smtp]
+        port = {config.smtp.port}
+        """, name="live.toml")
+    done = threading.Event()
+    scheduler = BackgroundScheduler(jobstores={"default": schedule.job_store(engine)}, timezone=BERLIN)
+    scheduler.add_listener(lambda event: done.set(), EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+    scheduler.start(paused=True)
+    schedule.install_job(scheduler, load_config(live), live)
+    assert scheduler.get_job(schedule.JOB_ID).func_ref == "newsletter.schedule:weekly_job"
+    scheduler.modify_job(schedule.JOB_ID, next_run_time=datetime.now(timezone.utc) - timedelta(minutes=1))
+    scheduler.resume()
+    assert done.wait(20)
+    scheduler.shutdown()
+    assert handler.received == {f"s{n}@example.org": 1 for n in range(3)}

@@ -104,3 +104,19 @@ delivery_attempts = sa.Table(
     sa.Column("answer", sa.Text),
     sa.Column("outcome", sa.String(16), nullable=False),
 )
+
+# `newsletter issue approve`: an issue ready for the weekly send without editing its file (migration 0002)
+approvals = sa.Table(
+    "approvals", metadata,
+    sa.Column("slug", sa.String(64), primary_key=True),
+    sa.Column("approved_at", When, nullable=False),
+)
+
+# Tables in the same database that the migrations do not own: APScheduler's job store makes its own.
+JOB_TABLE = "apscheduler_jobs"
+NOT_OURS = frozenset({JOB_TABLE})
+
+
+def ours(name: str | None, type_: str, _parent_names: object) -> bool:
+    """Alembic's ``include_name``: leave tables the migrations do not own out of any comparison."""
+    return not (type_ == "table" and name in NOT_OURS)

@@ -2,10 +2,10 @@
 
 from alembic import context
 
-from newsletter.store.tables import metadata
+from newsletter.store.tables import metadata, ours
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=metadata,
+context.configure(connection=connection, target_metadata=metadata, include_name=ours,
                   render_as_batch=connection.dialect.name == "sqlite")
 with context.begin_transaction():
     context.run_migrations()
