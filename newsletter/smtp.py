@@ -8,7 +8,9 @@ sender is a fault of the whole send (``SendFault``), which pauses it.
 
 from __future__ import annotations
 
+import email.utils
 import enum
+import functools
 import re
 import smtplib
 import socket
@@ -134,23 +136,41 @@ class Connection:
             return Result(classify(exc.smtp_code, _text(exc.smtp_error), False), exc.smtp_code, _text(exc.smtp_error))
 
     def _transaction(self, smtp: smtplib.SMTP, sender: str, rcpt: str, data: bytes, smtputf8: bool) -> Result:
-        options = ["SMTPUTF8"] if smtputf8 and smtp.has_extn("smtputf8") else []
-        if smtp.has_extn("8bitmime") and smtputf8:
-            options.append("BODY=8BITMIME")
-        code, resp = smtp.mail(sender, options)
-        if code == 421:  # the server is closing the line: reconnect before the next message
-            self.drop()
-            return Result(Outcome.DEFERRED, code, _text(resp))
-        if code != 250:
-            return self._refused_sender(smtp, code, _text(resp))
-        code, resp = smtp.rcpt(rcpt)
-        if code not in (250, 251):
+        """MAIL, RCPT, DATA, then the body; the three commands go in one write where the relay allows.
+
+        With PIPELINING (RFC 2920; Postfix, Exim and the big providers advertise it) a message costs
+        two round trips instead of four. The replies are read and judged in the same order either
+        way; a relay that does not advertise it gets one command at a time, and nothing after a
+        refusal. (bench/run.py into smtp-sink: CPU per message fell from ... to ... µs.)
+        """
+        if _UNSAFE_ADDRESS.search(rcpt) or not rcpt:
+            return Result(Outcome.FAILED, None, f"the address {rcpt!r} cannot be given to SMTP")
+        commands = (f"MAIL FROM:<{_mailbox(sender)}>{self._mail_options(smtp, smtputf8)}\r\n".encode(),
+                    f"RCPT TO:<{rcpt}>\r\n".encode(), b"DATA\r\n")
+        pipelined = smtp.has_extn("pipelining")
+        if pipelined:
+            smtp.send(b"".join(commands))
+        replies: list[tuple[int, bytes]] = []
+        for command, good in zip(commands, _GOOD):
+            if not pipelined:
+                smtp.send(command)
+            code, resp = smtp.getreply()
+            if code == 421:  # the server is closing the line: reconnect before the next message
+                self.drop()
+                return Result(Outcome.DEFERRED, code, _text(resp))
+            replies.append((code, resp))
+            if code not in good and not pipelined:
+                break
+        refused = next((n for n, ((code, _), good) in enumerate(zip(replies, _GOOD)) if code not in good), None)
+        if refused is not None:
+            if replies[-1][0] == 354:  # pipelined DATA taken despite the refusal before it: end it empty
+                smtp.send(b".\r\n")
+                smtp.getreply()
+            code, answer = replies[refused][0], _text(replies[refused][1])
+            if refused == 0:
+                return self._refused_sender(smtp, code, answer)
             smtp.rset()
-            return Result(classify(code, _text(resp), True), code, _text(resp))
-        code, resp = smtp.docmd("DATA")
-        if code != 354:
-            smtp.rset()
-            return Result(classify(code, _text(resp), False), code, _text(resp))
+            return Result(classify(code, answer, at_recipient=refused == 1), code, answer)
         # The body is dot-stuffed already (per group, in message.py), so send it as it is.
         smtp.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
         code, resp = smtp.getreply()
@@ -158,8 +178,28 @@ class Connection:
             self.drop()
         return Result(classify(code, _text(resp), False), code, _text(resp))
 
+    @staticmethod
+    def _mail_options(smtp: smtplib.SMTP, smtputf8: bool) -> str:
+        if not smtputf8:
+            return ""
+        options = " SMTPUTF8" if smtp.has_extn("smtputf8") else ""
+        return options + (" BODY=8BITMIME" if smtp.has_extn("8bitmime") else "")
+
     def _refused_sender(self, smtp: smtplib.SMTP, code: int, answer: str) -> Result:
         smtp.rset()
         if code >= 500:
             raise SendFault(f"SMTP {self.cfg.host}:{self.cfg.port} refused the sender: {code} {answer}")
         return Result(Outcome.DEFERRED, code, answer)
+
+
+_GOOD = ((250,), (250, 251), (354,))  # the replies that let MAIL, RCPT and DATA go on
+_UNSAFE_ADDRESS = re.compile(r"[\x00-\x20<>\x7f]")  # nothing that could end or split an SMTP command
+
+
+@functools.lru_cache(maxsize=16)
+def _mailbox(sender: str) -> str:
+    """The envelope sender's bare address ("Name <a@b>" or "a@b"); parsed once per distinct value."""
+    address = email.utils.parseaddr(sender)[1]
+    if not address or _UNSAFE_ADDRESS.search(address):
+        raise SendFault(f"the envelope sender {sender!r} is not an address SMTP can carry")
+    return address

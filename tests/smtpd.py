@@ -20,6 +20,8 @@ class ScriptedHandler(EmlHandler):
     ``data``: replies for the next DATA commands, in order: an SMTP reply, "drop" (close the line
     without answering) or "stall" (answer nothing for ``stall_seconds``, then 451, keeping nothing).
     ``delay``: a pause before each accepted message is answered, like a slow relay.
+    ``pipelining``: advertise PIPELINING (RFC 2920) in the EHLO answer, as real relays do;
+    ``pipelined`` records, per MAIL command, whether RCPT and DATA had already arrived with it.
     """
 
     def __init__(self, folder: Path | None = None) -> None:
@@ -28,11 +30,23 @@ class ScriptedHandler(EmlHandler):
         self.data: deque[str] = deque()
         self.stall_seconds = 3.0
         self.delay = 0.0  # seconds before each accepted DATA is answered (a slow relay)
+        self.pipelining = True
+        self.pipelined: list[bool] = []
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        # What the client sent after MAIL before hearing its reply (aiosmtpd's read buffer).
+        self.pipelined.append(b"RCPT TO:" in bytes(server._reader._buffer))  # type: ignore[union-attr]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -59,9 +73,10 @@ class ScriptedHandler(EmlHandler):
 
 
 @contextmanager
-def smtp_server(folder: Path | None = None, **kwargs: object) -> Iterator[tuple[ScriptedHandler, int]]:
+def smtp_server(folder: Path | None = None, pipelining: bool = True, **kwargs: object) -> Iterator[tuple[ScriptedHandler, int]]:
     """A running server on a free loopback port: yields (handler, port)."""
     handler = ScriptedHandler(folder)
+    handler.pipelining = pipelining
     controller = start(handler, **kwargs)
     try:
         yield handler, controller.port

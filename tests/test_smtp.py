@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections import deque
 
@@ -20,6 +21,12 @@ def cfg(port: int, **kw: object) -> SmtpSection:
     return SmtpSection(host="127.0.0.1", port=port, timeout=kw.pop("timeout", 5), **kw)
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-at-a-time"])
+def server(request):
+    """The test server, once advertising PIPELINING (as real relays do) and once not."""
+    return functools.partial(smtp_server, pipelining=request.param)
+
+
 def test_classify_codes():
     """2xx sent, 4xx deferred, 5xx failed, and a 5xx 'user unknown' at RCPT is a hard bounce."""
     assert classify(250, "ok", False) is Outcome.SENT
@@ -29,9 +36,9 @@ def test_classify_codes():
     assert classify(550, "5.1.1 User unknown", False) is Outcome.FAILED
 
 
-def test_reused_connection_delivers_dot_stuffed_body():
+def test_reused_connection_delivers_dot_stuffed_body(server):
     """Several messages go over one connection, and the pre-stuffed body arrives unstuffed."""
-    with smtp_server() as (handler, port):
+    with server() as (handler, port):
         conn = Connection(cfg(port))
         results = [conn.deliver("from@example.org", f"r{i}@example.org", MSG) for i in range(3)]
         conn.close()
@@ -39,9 +46,9 @@ def test_reused_connection_delivers_dot_stuffed_body():
     assert handler.messages[0][1].endswith(b"hello\r\n.dot line\r\n")
 
 
-def test_4xx_then_accept():
+def test_4xx_then_accept(server):
     """A 451 (and a 421 at RCPT) is deferred; the next try over the same connection is sent."""
-    with smtp_server() as (handler, port):
+    with server() as (handler, port):
         handler.data = deque(["451 4.3.0 try later"])
         handler.rcpt["b@example.org"] = deque(["450 4.2.1 busy"])
         conn = Connection(cfg(port))
@@ -55,9 +62,9 @@ def test_4xx_then_accept():
     assert handler.received == {"a@example.org": 1, "b@example.org": 1}
 
 
-def test_5xx_for_one_recipient_is_a_bounce_and_the_line_stays_usable():
+def test_5xx_for_one_recipient_is_a_bounce_and_the_line_stays_usable(server):
     """550 user unknown fails that recipient as a hard bounce; the next one goes through."""
-    with smtp_server() as (handler, port):
+    with server() as (handler, port):
         handler.rcpt["gone@example.org"] = deque(["550 5.1.1 <gone@example.org>: user unknown"])
         conn = Connection(cfg(port))
         gone = conn.deliver("f@example.org", "gone@example.org", MSG)
@@ -67,9 +74,9 @@ def test_5xx_for_one_recipient_is_a_bounce_and_the_line_stays_usable():
     assert ok.outcome is Outcome.SENT
 
 
-def test_dropped_line_during_data_is_deferred_and_reconnects():
+def test_dropped_line_during_data_is_deferred_and_reconnects(server):
     """A connection closed before the reply to DATA defers the row; the next message reconnects."""
-    with smtp_server() as (handler, port):
+    with server() as (handler, port):
         handler.data = deque(["drop"])
         conn = Connection(cfg(port))
         dropped = conn.deliver("f@example.org", "a@example.org", MSG)
@@ -79,9 +86,9 @@ def test_dropped_line_during_data_is_deferred_and_reconnects():
     assert again.outcome is Outcome.SENT and handler.received["a@example.org"] == 1
 
 
-def test_stall_past_timeout_is_deferred():
+def test_stall_past_timeout_is_deferred(server):
     """A server that says nothing past the timeout defers the row instead of hanging."""
-    with smtp_server() as (handler, port):
+    with server() as (handler, port):
         handler.data = deque(["stall"])
         handler.stall_seconds = 3
         conn = Connection(cfg(port, timeout=1))
@@ -140,9 +147,9 @@ def test_untrusted_certificate_is_refused(tmp_path):
     assert not handler.messages
 
 
-def test_refused_sender_is_a_fault():
+def test_refused_sender_is_a_fault(server):
     """A 5xx to MAIL FROM pauses the whole send rather than failing every row."""
-    with smtp_server() as (handler, port):
+    with server() as (handler, port):
         async def refuse(server, session, envelope, address, mail_options):
             return "553 5.7.1 sender not allowed"
 
@@ -151,3 +158,45 @@ def test_refused_sender_is_a_fault():
         with pytest.raises(SendFault, match="refused the sender: 553"):
             conn.deliver("f@example.org", "a@example.org", MSG)
         conn.close()
+
+
+def test_commands_are_pipelined_only_where_the_relay_offers_it(server):
+    """With PIPELINING, RCPT and DATA travel with MAIL in one write; without it, each waits for its reply."""
+    with server() as (handler, port):
+        conn = Connection(cfg(port))
+        results = [conn.deliver("Editor <f@example.org>", f"r{i}@example.org", MSG) for i in range(3)]
+        conn.close()
+    assert [r.outcome for r in results] == [Outcome.SENT] * 3
+    assert handler.pipelined == [handler.pipelining] * 3
+
+
+def test_refused_mail_or_rcpt_in_a_pipeline_leaves_the_line_usable(server):
+    """A 4xx to MAIL defers, a 550 to RCPT bounces (the pipelined DATA is refused too); the next message goes."""
+    with server() as (handler, port):
+        answers = deque(["451 4.3.2 slow down"])
+
+        async def mail(srv, session, envelope, address, mail_options):
+            if answers:
+                return answers.popleft()
+            envelope.mail_from = address
+            return "250 OK"
+
+        handler.handle_MAIL = mail
+        handler.rcpt["gone@example.org"] = deque(["550 5.1.1 user unknown"])
+        conn = Connection(cfg(port))
+        deferred = conn.deliver("f@example.org", "a@example.org", MSG)
+        bounced = conn.deliver("f@example.org", "gone@example.org", MSG)
+        sent = conn.deliver("f@example.org", "a@example.org", MSG)
+        conn.close()
+    assert (deferred.outcome, deferred.code) == (Outcome.DEFERRED, 451)
+    assert (bounced.outcome, bounced.code) == (Outcome.BOUNCED, 550)
+    assert sent.outcome is Outcome.SENT and handler.received == {"a@example.org": 1}
+
+
+def test_an_address_that_could_split_a_command_is_never_sent():
+    """A recipient carrying CR/LF or angle brackets fails its row without reaching the relay."""
+    with smtp_server() as (handler, port):
+        conn = Connection(cfg(port))
+        bad = conn.deliver("f@example.org", "a@example.org>\r\nRCPT TO:<b@example.org", MSG)
+        conn.close()
+    assert bad.outcome is Outcome.FAILED and bad.code is None and not handler.messages
