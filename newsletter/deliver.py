@@ -13,7 +13,7 @@ import dataclasses
 import html
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -71,9 +71,15 @@ class Groups:
         self.by_key = {group_key(g, self.renderer.areas): g for g in all_groups(self.renderer.areas)}
         self._prepared: dict[str, PreparedGroup | None] = {}
         self._lock = threading.Lock()
+        self._keys: dict[str, str | None] = {}  # enqueue asks once per subscriber, with a handful of values
 
     def key_for(self, areas_field: str) -> str | None:
         """The group of a subscriber (areas stored ';'-joined), or None when it meets no paper."""
+        if areas_field not in self._keys:
+            self._keys[areas_field] = self._key_for(areas_field)
+        return self._keys[areas_field]
+
+    def _key_for(self, areas_field: str) -> str | None:
         areas = normalize_areas([a for a in areas_field.split(";") if a], self.renderer.areas)
         if not split_papers(self.issue, areas)[0] and not self.send_when_no_match:
             return None  # decided without rendering: enqueueing renders nothing
@@ -147,6 +153,9 @@ class Delivery:
         self.on_progress = on_progress or (lambda n: None)
         self.mailto = unsubscribe_mailto(config)
         self.envelope_from = envelope_sender(config, self.groups.sender)
+        sqlite = engine.dialect.name == "sqlite"
+        self._sqlite_turn: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if sqlite else contextlib.nullcontext())
 
     def run(self, iid: int, wait: bool = True) -> None:
         """Deliver every due row; with ``wait``, keep going until deferred rows are final too."""
@@ -169,42 +178,66 @@ class Delivery:
             self.state.stop.wait(max(floor, (due - utcnow()).total_seconds()))
 
     def _worker(self, iid: int, n: int) -> None:
+        """One SMTP connection's loop: claim a batch, then per row begin, deliver, record.
+
+        One transaction per message: the row's ``sending`` mark carries the previous row's result
+        with it, so a message costs one commit instead of two and a process that dies still leaves
+        at most one row per connection whose fate is unknown (the one in flight, or the one just
+        sent whose result was not yet written). The database connection is held for the whole run.
+        """
         worker = outbox.worker_name(str(n))
         smtp = Connection(self.config.smtp)
-        try:
-            while not self.state.stop.is_set():
-                with self.engine.begin() as conn:
-                    size = CLAIM_BATCH
-                    if self.config.smtp.rate_per_hour:
-                        size = min(size, outbox.hourly_budget(conn, self.config.smtp.rate_per_hour, utcnow()))
-                    rows = outbox.claim(conn, iid, worker, size, self.lease, utcnow()) if size else []
-                if not rows:
-                    return
-                for row in rows:
-                    if self.state.stop.is_set():
-                        break
-                    self._one(iid, worker, smtp, row)
-        except SendFault as exc:
-            self.state.pause(str(exc))
-        finally:
-            smtp.close()
-            with self.engine.begin() as conn:
-                outbox.release(conn, iid, worker)
+        done: list[tuple[Row, Result]] = []  # delivered, its result not written yet (at most one)
+        with self.engine.connect() as conn:
+            try:
+                while not self.state.stop.is_set():
+                    with self._write(conn, done):
+                        size = CLAIM_BATCH
+                        if self.config.smtp.rate_per_hour:
+                            size = min(size, outbox.hourly_budget(conn, self.config.smtp.rate_per_hour, utcnow()))
+                        rows = outbox.claim(conn, iid, worker, size, self.lease, utcnow()) if size else []
+                    if not rows:
+                        return
+                    for row in rows:
+                        if self.state.stop.is_set():
+                            break
+                        self._one(conn, worker, smtp, row, done)
+            except SendFault as exc:
+                self.state.pause(str(exc))
+            finally:
+                smtp.close()
+                with self._write(conn, done):
+                    outbox.release(conn, iid, worker)
 
-    def _one(self, iid: int, worker: str, smtp: Connection, row: Row) -> None:
+    @contextlib.contextmanager
+    def _write(self, conn: sa.Connection, done: list[tuple[Row, Result]]) -> Iterator[None]:
+        """A write transaction that first records the result still pending on this connection.
+
+        On SQLite the process's threads take turns through a lock: waiting on it costs microseconds,
+        where SQLite's own busy handler sleeps whole milliseconds between retries.
+        """
+        with self._sqlite_turn, conn.begin():
+            while done:
+                row, result = done.pop()
+                outbox.record(conn, row, result, self.config.smtp.max_attempts, self.config.smtp.retry_seconds,
+                              utcnow())
+            yield
+
+    def _one(self, conn: sa.Connection, worker: str, smtp: Connection, row: Row,
+             done: list[tuple[Row, Result]]) -> None:
         data = build_message(self.groups, self.links, row, self.groups.sender.domain, self.mailto)
         self.limit.wait(self.state.stop)
-        with self.engine.begin() as conn:
-            if not outbox.begin(conn, row.id, worker, self.lease, utcnow()):
-                return
+        with self._write(conn, done):
+            began = outbox.begin(conn, row.id, worker, self.lease, utcnow())
+        if not began:
+            return
         try:
             result = smtp.deliver(self.envelope_from, row.email, data, smtputf8=not row.email.isascii())
         except SendFault:
-            with self.engine.begin() as conn:
+            with self._write(conn, done):
                 outbox.requeue(conn, row.id)
             raise
-        with self.engine.begin() as conn:
-            outbox.record(conn, row, result, self.config.smtp.max_attempts, self.config.smtp.retry_seconds, utcnow())
+        done.append((row, result))
         self.state.count(result.outcome is Outcome.SENT, self.config.smtp.pause_after_errors)
         self.on_progress(1)
 

@@ -97,7 +97,7 @@ def split_papers(issue: Issue, areas: Sequence[str]) -> tuple[list[Paper], list[
     """(papers shown in full, papers only listed): a paper is featured if its areas meet the group's."""
     wanted = set(areas)
     featured = [p for p in issue.papers if wanted & set(p.areas)]
-    return featured, [p for p in issue.papers if p not in featured]
+    return featured, [p for p in issue.papers if not wanted & set(p.areas)]
 
 
 class Renderer:
