@@ -10,6 +10,7 @@ cost 34 µs a link where the signer alone costs 4 (measured here with timeit).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from itsdangerous import BadData, Signer, URLSafeTimedSerializer
@@ -31,7 +32,9 @@ class Links:
 
     def _signer(self, kind: str) -> Signer:
         if kind not in self._signers:
-            self._signers[kind] = Signer(self.secret, salt=kind)
+            # hashlib.sha1 itself (itsdangerous's default is a wrapper of it) lets hmac use OpenSSL's
+            # HMAC instead of its pure-Python set-up: the same signature, 3.8 -> 3.1 µs (timeit).
+            self._signers[kind] = Signer(self.secret, salt=kind, digest_method=hashlib.sha1)
         return self._signers[kind]
 
     def token(self, kind: str, subscriber_id: int) -> str:
