@@ -33,6 +33,11 @@ def test_migrate_from_empty_then_again(db_url):
     engine.dispose()
 
 
+def test_the_head_every_command_checks_is_alembics_newest_migration():
+    """store.HEAD (read without importing Alembic) names the newest revision in migrations/versions."""
+    assert store.HEAD == store.head_revision()
+
+
 def test_migrations_create_exactly_the_tables_module(engine):
     """The schema the migrations build is the one tables.py declares (no drift between the two)."""
     with engine.connect() as conn:
@@ -119,3 +124,27 @@ def test_import_never_reactivates_inactive_subscribers(engine, tmp_path):
         statuses = {s.email: s.status for s in audience.listing(conn, AREAS).subscribers}
     assert statuses == {"u@example.org": "unsubscribed", "b@example.org": "bounced",
                         "k@example.org": "blocked", "a@example.org": "active"}
+
+
+def test_enqueue_gives_each_active_subscriber_their_group_and_skips_who_meets_no_paper(engine):
+    """The outbox gets one row per active subscriber, in id order, each with the group key_for gives it;
+    a subscriber whose areas meet no paper is `skipped` with the reason, and inactive ones get no row."""
+    from newsletter import outbox
+
+    areas = {"all@example.org": "", "rl@example.org": "RL", "none@example.org": "Agents",
+             "two@example.org": "LLM;Vision", "gone@example.org": "RL"}
+    with engine.begin() as conn:
+        for email, chosen in areas.items():
+            audience.add(conn, email, email.split("@")[0], chosen, AREAS)
+        audience.unsubscribe(conn, "gone@example.org")
+        now = datetime.now(timezone.utc)
+        iid = outbox.create_issue(conn, "2026-05-17", "x", now)
+        key_for = {"": "all", "RL": "rl", "Agents": None, "LLM;Vision": "llm+vision"}.__getitem__
+        counts = outbox.enqueue(conn, iid, key_for, now)
+    assert counts == outbox.Counts(queued=3, skipped=1)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.outbox.c.email, t.outbox.c.group_key, t.outbox.c.state, t.outbox.c.reason)
+                            .order_by(t.outbox.c.id)).all()
+    assert [tuple(r) for r in rows] == [
+        ("all@example.org", "all", "queued", None), ("rl@example.org", "rl", "queued", None),
+        ("none@example.org", "", "skipped", outbox.NO_MATCH), ("two@example.org", "llm+vision", "queued", None)]
