@@ -1,9 +1,11 @@
 """The outbox: one row per (issue, subscriber), the delivery log and the only truth of a send.
 
 Sending twice is impossible by construction: a row is created once (unique key), a worker sends it
-only after claiming it, and marks it ``sending`` in its own committed transaction right before
-the SMTP transaction, so a process that dies leaves at most one ``sending`` row per connection,
-and that row becomes ``unknown``, never resent unless asked. Every query below is named and says
+only after claiming it, and marks it ``sending`` in a committed transaction right before the SMTP
+transaction (the same transaction writes the previous row's result, so a message costs one
+commit), so a process that dies leaves at most one ``sending`` row per connection: the one in
+flight, or the one just sent whose result was waiting for the next commit. That row becomes
+``unknown``, never resent unless asked. Every query below is named and says
 why it has its shape (after listmonk's queries.sql).
 
     queued ──claim──► (claimed: lease) ──begin──► sending ──► sent | deferred | failed

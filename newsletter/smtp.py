@@ -146,6 +146,8 @@ class Connection:
         """
         if _UNSAFE_ADDRESS.search(rcpt) or not rcpt:
             return Result(Outcome.FAILED, None, f"the address {rcpt!r} cannot be given to SMTP")
+        if smtputf8 and not smtp.has_extn("smtputf8"):
+            return Result(Outcome.FAILED, None, f"the relay does not take internationalized addresses (SMTPUTF8): {rcpt}")
         commands = (f"MAIL FROM:<{_mailbox(sender)}>{self._mail_options(smtp, smtputf8)}\r\n".encode(),
                     f"RCPT TO:<{rcpt}>\r\n".encode(), b"DATA\r\n")
         pipelined = smtp.has_extn("pipelining")

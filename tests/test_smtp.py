@@ -200,3 +200,19 @@ def test_an_address_that_could_split_a_command_is_never_sent():
         bad = conn.deliver("f@example.org", "a@example.org>\r\nRCPT TO:<b@example.org", MSG)
         conn.close()
     assert bad.outcome is Outcome.FAILED and bad.code is None and not handler.messages
+
+
+@pytest.mark.parametrize("utf8", [True, False], ids=["relay-with-SMTPUTF8", "relay-without"])
+def test_internationalized_address_goes_only_to_a_relay_that_takes_it(server, utf8):
+    """A non-ASCII address is sent with SMTPUTF8 where offered; elsewhere its row fails, and the line stays usable."""
+    with server(enable_SMTPUTF8=utf8) as (handler, port):
+        conn = Connection(cfg(port))
+        intl = conn.deliver("f@example.org", "zoë@example.org", MSG, smtputf8=True)
+        plain = conn.deliver("f@example.org", "a@example.org", MSG)
+        conn.close()
+    assert plain.outcome is Outcome.SENT
+    if utf8:
+        assert intl.outcome is Outcome.SENT and handler.received["zoë@example.org"] == 1
+    else:
+        assert intl.outcome is Outcome.FAILED and "SMTPUTF8" in intl.answer
+        assert handler.received == {"a@example.org": 1}
