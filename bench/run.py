@@ -298,7 +298,7 @@ def targets(results: dict[str, Any]) -> list[str]:
     if len(rss) > 1:
         growth = (max(rss) - min(rss)) / min(rss) * 100
         lines.append(f"RSS within 10 % across sizes: {'met' if growth <= 10 else 'MISSED'} ({growth:.1f} %)")
-    imports = [r for r in engine if r["subscribers"] >= 100_000]
+    imports = [r for r in engine if r["subscribers"] == 100_000]  # the target is for 100,000 rows
     if imports:
         secs = imports[0]["import"]["seconds"]
         lines.append(f"100,000-row import < 10 s: {'met' if secs < 10 else 'MISSED'} ({secs} s)")

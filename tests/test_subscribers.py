@@ -161,6 +161,19 @@ def test_bad_rows_are_reported_by_line_and_good_rows_imported(nl, tmp_path):
     assert set(rows(nl.db)) == {"good1@example.org", "good2@example.org"}
 
 
+def test_duplicates_are_found_across_batches_with_the_line_of_the_first(nl, tmp_path):
+    """An address repeated thousands of lines later (past the 1,000-row batches, in another case) is
+    rejected with the line it first came on; everyone else is imported once."""
+    lines = ["email,name,areas"] + [f"r{i}@example.org,R {i},RL" for i in range(2500)]
+    lines[2400] = "R3@Example.org,Again,RL"     # file line 2401 repeats line 5 (r3)
+    lines[1500] = "r1498@example.org,Twin,RL"   # file line 1501 repeats line 1500, in the same batch
+    out = nl("subscribers", "import", str(write_csv(tmp_path / "big.csv", "\n".join(lines) + "\n")), code=1).output
+    assert "big.csv: line 2401: duplicate of line 5 (R3@example.org)" in out
+    assert "big.csv: line 1501: duplicate of line 1500 (r1498@example.org)" in out
+    assert "added 2498" in out and "rejected 2" in out
+    assert len(rows(nl.db)) == 2498
+
+
 def test_strict_imports_nothing_when_a_row_is_bad(nl, tmp_path):
     """--strict rolls the whole file back when any row is bad."""
     result = nl("subscribers", "import", "--strict", str(write_csv(tmp_path / "bad.csv", BAD_ROWS)), code=1)
