@@ -211,7 +211,7 @@ def message_sizes(count: int = 2000) -> dict[str, int]:
         key = groups.key_for(";".join(rng.sample(AREAS, rng.randint(0, len(AREAS)))))
         if key is not None:
             row = Row(i, i, f"reader{i}@example.org", f"Reader {i}", key, 0)
-            sizes.append(len(deliver.build_message(groups, links, row, groups.sender.domain, mailto)))
+            sizes.append(len(deliver.build_message(groups, links, row, groups.sender.domain, mailto)[0]))
     return {"mean": round(sum(sizes) / len(sizes)), "largest": max(sizes)}
 
 

@@ -105,16 +105,18 @@ def slots_for(links: Links, subscriber_id: int | None, name: str, email: str) ->
     }
 
 
-def build_message(groups: Groups, links: Links, row: Row, domain: str, mailto: str) -> bytes:
+def build_message(groups: Groups, links: Links, row: Row, domain: str, mailto: str) -> tuple[bytes, str]:
+    """The subscriber's message, ready for DATA, and its Message-ID (kept on the outbox row)."""
     prepared = groups.get(row.group_key)
     assert prepared is not None, row.group_key
-    data = _assemble(prepared, links, row, domain, mailto)
-    return groups.signer.sign(data) if groups.signer else data
+    mid = message_id(domain)
+    data = _assemble(prepared, links, row, mailto, mid)
+    return (groups.signer.sign(data) if groups.signer else data), mid
 
 
-def _assemble(prepared: PreparedGroup, links: Links, row: Row, domain: str, mailto: str) -> bytes:
+def _assemble(prepared: PreparedGroup, links: Links, row: Row, mailto: str, mid: str) -> bytes:
     slots = slots_for(links, row.subscriber_id, row.name, row.email)
-    env = Envelope(row.email, row.name, message_id(domain), slots["unsubscribe_url"], mailto)
+    env = Envelope(row.email, row.name, mid, slots["unsubscribe_url"], mailto)
     return prepared.assemble(env, slots, {k: html.escape(v) for k, v in slots.items()})
 
 
@@ -226,10 +228,10 @@ class Delivery:
 
     def _one(self, conn: sa.Connection, worker: str, smtp: Connection, row: Row,
              done: list[tuple[Row, Result]]) -> None:
-        data = build_message(self.groups, self.links, row, self.groups.sender.domain, self.mailto)
+        data, mid = build_message(self.groups, self.links, row, self.groups.sender.domain, self.mailto)
         self.limit.wait(self.state.stop)
         with self._write(conn, done):
-            began = outbox.begin(conn, row.id, worker, self.lease, utcnow())
+            began = outbox.begin(conn, row.id, worker, self.lease, utcnow(), mid)
         if not began:
             return
         try:
@@ -341,7 +343,7 @@ def send_test(config: Config, engine: sa.Engine | None, issue: Issue, to: str, a
     sender = sender_for(config.newsletter.name, config.newsletter.sender, config.newsletter.reply_to)
     links = links_for(config, engine) if engine is not None else Links("test-only", config.newsletter.base_url)
     row = Row(0, None, to, name, group.key, 0)
-    data = _assemble(prepare(group, sender), links, row, sender.domain, unsubscribe_mailto(config))
+    data = _assemble(prepare(group, sender), links, row, unsubscribe_mailto(config), message_id(sender.domain))
     signer = dkim_signer(config.smtp, sender.domain, config.root)
     data = signer.sign(data) if signer else data
     smtp = Connection(config.smtp)

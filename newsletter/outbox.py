@@ -173,9 +173,14 @@ def hourly_budget(conn: Connection, per_hour: int, now: datetime) -> int:
     return max(0, per_hour - used - held)
 
 
-def begin(conn: Connection, row_id: int, worker: str, lease: timedelta, now: datetime) -> bool:
-    """Mark the row ``sending`` just before its SMTP transaction (committed by the caller)."""
-    return _BEGIN.run(conn, {"row_id": row_id, "worker": worker, "lease": now + lease, "now": now}) == 1
+def begin(conn: Connection, row_id: int, worker: str, lease: timedelta, now: datetime, message_id: str) -> bool:
+    """Mark the row ``sending`` just before its SMTP transaction (committed by the caller).
+
+    The Message-ID is kept from here on, so even a row whose fate is unknown can be looked up in
+    the relay's log.
+    """
+    values = {"row_id": row_id, "worker": worker, "lease": now + lease, "now": now, "message_id": message_id}
+    return _BEGIN.run(conn, values) == 1
 
 
 class _OnCursor:
@@ -221,7 +226,7 @@ class _OnCursor:
 _o = t.outbox.c
 _BEGIN = _OnCursor(t.outbox.update().where(_o.id == sa.bindparam("row_id"), _o.claimed_by == sa.bindparam("worker"))
                    .values(state="sending", attempts=_o.attempts + 1, lease_until=sa.bindparam("lease"),
-                           updated_at=sa.bindparam("now")))
+                           updated_at=sa.bindparam("now"), message_id=sa.bindparam("message_id")))
 _RECORD = _OnCursor(
     t.outbox.update().where(_o.id == sa.bindparam("row_id"))
     .values(state=sa.bindparam("state"), last_code=sa.bindparam("code"), last_answer=sa.bindparam("answer"),

@@ -110,6 +110,17 @@ def test_every_subscriber_gets_one_message_of_their_group(setup, runner):
     assert "sent" in out and f"{ISSUE}: sent" in out
 
 
+def test_each_outbox_row_keeps_the_message_id_its_subscriber_received(setup, runner):
+    """The outbox row holds the Message-ID of the message the relay got, so a bounce or a log line can be traced."""
+    make, handler = setup
+    config = make()
+    import_sample(runner, config)
+    run(runner, config, "send", ISSUE)
+    got = {rcpt.casefold(): parse(data)["Message-ID"] for rcpt, data in handler.messages}
+    kept = {r.email.casefold(): r.message_id for r in outbox_rows(config)}
+    assert kept == got and len(set(got.values())) == len(got)
+
+
 def test_headers_parse_back_with_pythons_email_parser(setup, runner):
     """From, To, Subject, Date, Message-ID, List-Id, List-Unsubscribe(+Post) and both parts parse back."""
     make, handler = setup
