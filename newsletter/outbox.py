@@ -19,7 +19,6 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
@@ -27,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from .smtp import Outcome, Result
 from .store import tables as t
+from .store.oncursor import OnCursor
 
 STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped", "unknown")
 FINAL = ("sent", "failed", "skipped", "unknown")
@@ -183,58 +183,19 @@ def begin(conn: Connection, row_id: int, worker: str, lease: timedelta, now: dat
     return _BEGIN.run(conn, values) == 1
 
 
-class _OnCursor:
-    """A statement SQLAlchemy compiles once per dialect, then run straight on the DBAPI cursor.
-
-    begin and record run for every message, in one transaction with the commit. Measured on the
-    benchmark's SQLite database (WAL), their three statements and the commit took 180 µs of CPU
-    through Core's ``execute`` (cache key, execution context, result object per statement) and
-    37 µs on the cursor: at about 1,000 messages a second that is a sixth of the engine's CPU.
-    SQLAlchemy still writes the SQL for each dialect and converts the datetimes with its own bind
-    processor, so what is stored is what Core stores everywhere else.
-    """
-
-    def __init__(self, statement: sa.sql.expression.UpdateBase) -> None:
-        self.statement = statement
-        self._compiled: dict[str, tuple[str, dict[str, Any], tuple[str, ...] | None, Callable[[Any], Any] | None]] = {}
-
-    def _for(self, dialect: sa.Dialect) -> tuple[str, dict[str, Any], tuple[str, ...] | None, Callable[[Any], Any] | None]:
-        if dialect.name not in self._compiled:
-            compiled = self.statement.compile(dialect=dialect)
-            order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-            when = t.When.dialect_impl(dialect).bind_processor(dialect)
-            self._compiled[dialect.name] = (compiled.string, dict(compiled.params), order, when)
-        return self._compiled[dialect.name]
-
-    def run(self, conn: Connection, params: dict[str, Any]) -> int:
-        """Execute with ``params`` (datetimes as they are); the number of rows it changed."""
-        sql, defaults, order, when = self._for(conn.dialect)
-        values = {**defaults, **params}
-        if when is not None:
-            for name, value in values.items():
-                if isinstance(value, datetime):
-                    values[name] = when(value)
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(sql, tuple(values[name] for name in order) if order else values)
-            return cursor.rowcount
-        finally:
-            cursor.close()
-
-
 # A None bound by record keeps the column's old value.
 _o = t.outbox.c
-_BEGIN = _OnCursor(t.outbox.update().where(_o.id == sa.bindparam("row_id"), _o.claimed_by == sa.bindparam("worker"))
+_BEGIN = OnCursor(t.outbox.update().where(_o.id == sa.bindparam("row_id"), _o.claimed_by == sa.bindparam("worker"))
                    .values(state="sending", attempts=_o.attempts + 1, lease_until=sa.bindparam("lease"),
                            updated_at=sa.bindparam("now"), message_id=sa.bindparam("message_id")))
-_RECORD = _OnCursor(
+_RECORD = OnCursor(
     t.outbox.update().where(_o.id == sa.bindparam("row_id"))
     .values(state=sa.bindparam("state"), last_code=sa.bindparam("code"), last_answer=sa.bindparam("answer"),
             claimed_by=None, lease_until=None, updated_at=sa.bindparam("now"),
             sent_at=sa.func.coalesce(sa.bindparam("sent_at", type_=_o.sent_at.type), _o.sent_at),
             next_attempt_at=sa.func.coalesce(sa.bindparam("next_at", type_=_o.next_attempt_at.type),
                                              _o.next_attempt_at)))
-_ATTEMPT = _OnCursor(t.delivery_attempts.insert().inline().values(
+_ATTEMPT = OnCursor(t.delivery_attempts.insert().inline().values(
     outbox_id=sa.bindparam("outbox_id"), at=sa.bindparam("at"), code=sa.bindparam("code"),
     answer=sa.bindparam("answer"), outcome=sa.bindparam("outcome")))
 

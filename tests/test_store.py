@@ -148,3 +148,29 @@ def test_enqueue_gives_each_active_subscriber_their_group_and_skips_who_meets_no
     assert [tuple(r) for r in rows] == [
         ("all@example.org", "all", "queued", None), ("rl@example.org", "rl", "queued", None),
         ("none@example.org", "", "skipped", outbox.NO_MATCH), ("two@example.org", "llm+vision", "queued", None)]
+
+
+def test_statements_run_on_the_cursor_store_what_core_stores(engine):
+    """Rows written on the DBAPI cursor (an imported subscriber, a message's `sending` mark) read back
+    through Core with the same datetimes, and Core's comparisons on them hold."""
+    from datetime import timedelta
+
+    from newsletter import outbox
+
+    now = datetime(2026, 5, 17, 9, 30, 15, 123456, tzinfo=timezone.utc)
+    lease = timedelta(minutes=5)
+    with engine.begin() as conn:
+        audience._IMPORTED.run_many(conn, [{"email": "a@example.org", "email_key": "a@example.org", "name": "A",
+                                            "areas": "RL"}], {"now": now})
+        assert conn.scalar(sa.select(t.subscribers.c.status).where(t.subscribers.c.created_at == now)) == "active"
+        iid = outbox.create_issue(conn, "2026-05-17", "x", now)
+        outbox.enqueue(conn, iid, lambda areas: "rl", now)
+        (row,) = outbox.claim(conn, iid, "w1", 10, lease, now)
+        assert not outbox.begin(conn, row.id, "w2", lease, now, "<other@example.org>")  # not w2's claim
+        assert outbox.begin(conn, row.id, "w1", lease, now, "<m1@example.org>")
+        o = t.outbox.c
+        held = conn.scalar(sa.select(sa.func.count()).where(o.lease_until > now, o.lease_until < now + 2 * lease))
+        got = conn.execute(sa.select(o.state, o.attempts, o.message_id, o.updated_at, o.lease_until)).one()
+    assert held == 1
+    assert got[:3] == ("sending", 1, "<m1@example.org>")
+    assert outbox._aware(got.updated_at) == now and outbox._aware(got.lease_until) == now + lease
