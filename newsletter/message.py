@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.header import Header
 
-
 from .render import RenderedGroup
 
 LINESEP = "\r\n"

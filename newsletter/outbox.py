@@ -183,11 +183,11 @@ def begin(conn: Connection, row_id: int, worker: str, lease: timedelta, now: dat
     return _BEGIN.run(conn, values) == 1
 
 
-# A None bound by record keeps the column's old value.
 _o = t.outbox.c
 _BEGIN = OnCursor(t.outbox.update().where(_o.id == sa.bindparam("row_id"), _o.claimed_by == sa.bindparam("worker"))
                    .values(state="sending", attempts=_o.attempts + 1, lease_until=sa.bindparam("lease"),
                            updated_at=sa.bindparam("now"), message_id=sa.bindparam("message_id")))
+# A None bound to sent_at or next_at keeps the column's old value.
 _RECORD = OnCursor(
     t.outbox.update().where(_o.id == sa.bindparam("row_id"))
     .values(state=sa.bindparam("state"), last_code=sa.bindparam("code"), last_answer=sa.bindparam("answer"),

@@ -147,7 +147,8 @@ class Connection:
         if _UNSAFE_ADDRESS.search(rcpt) or not rcpt:
             return Result(Outcome.FAILED, None, f"the address {rcpt!r} cannot be given to SMTP")
         if smtputf8 and not smtp.has_extn("smtputf8"):
-            return Result(Outcome.FAILED, None, f"the relay does not take internationalized addresses (SMTPUTF8): {rcpt}")
+            return Result(Outcome.FAILED, None,
+                          f"the relay does not take internationalized addresses (SMTPUTF8): {rcpt}")
         commands = (f"MAIL FROM:<{_mailbox(sender)}>{self._mail_options(smtp, smtputf8)}\r\n".encode(),
                     f"RCPT TO:<{rcpt}>\r\n".encode(), b"DATA\r\n")
         pipelined = smtp.has_extn("pipelining")
@@ -183,10 +184,10 @@ class Connection:
 
     @staticmethod
     def _mail_options(smtp: smtplib.SMTP, smtputf8: bool) -> str:
+        """SMTPUTF8 (checked to be offered before this is called) and 8BITMIME where the relay has it."""
         if not smtputf8:
             return ""
-        options = " SMTPUTF8" if smtp.has_extn("smtputf8") else ""
-        return options + (" BODY=8BITMIME" if smtp.has_extn("8bitmime") else "")
+        return " SMTPUTF8" + (" BODY=8BITMIME" if smtp.has_extn("8bitmime") else "")
 
     def _refused_sender(self, smtp: smtplib.SMTP, code: int, answer: str) -> Result:
         smtp.rset()

@@ -21,14 +21,20 @@ from sqlalchemy.engine import Connection
 from . import tables as t
 
 
+# per dialect: the SQL, the statement's own bound values, the positional order (None: named), the
+# datetime bind processor (None: the driver takes datetimes as they are)
+_Compiled = tuple[str, dict[str, Any], tuple[str, ...] | None, Callable[[Any], Any] | None]
+_Args = Callable[[Mapping[str, Any]], Any]
+
+
 class OnCursor:
     """One statement with named bind parameters; ``run`` or ``run_many`` it on a connection."""
 
     def __init__(self, statement: sa.sql.expression.UpdateBase) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[str, dict[str, Any], tuple[str, ...] | None, Callable[[Any], Any] | None]] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
-    def _for(self, dialect: sa.Dialect) -> tuple[str, dict[str, Any], tuple[str, ...] | None, Callable[[Any], Any] | None]:
+    def _for(self, dialect: sa.Dialect) -> _Compiled:
         if dialect.name not in self._compiled:
             compiled = self.statement.compile(dialect=dialect)
             order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
@@ -38,33 +44,33 @@ class OnCursor:
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute with ``params`` (datetimes as they are); the number of rows it changed."""
+        sql, args = self._prepare(conn.dialect, {})
         cursor = conn.connection.cursor()
         try:
-            sql, args = self._args(conn.dialect, {}, [params])
-            cursor.execute(sql, next(iter(args)))
+            cursor.execute(sql, args(params))
             return cursor.rowcount
         finally:
             cursor.close()
 
     def run_many(self, conn: Connection, rows: Iterable[Mapping[str, Any]], shared: Mapping[str, Any]) -> None:
         """Execute once per row; ``shared`` values (the same for every row) are converted only once."""
+        sql, args = self._prepare(conn.dialect, shared)
         cursor = conn.connection.cursor()
         try:
-            sql, args = self._args(conn.dialect, shared, rows)
-            cursor.executemany(sql, args)
+            cursor.executemany(sql, map(args, rows))
         finally:
             cursor.close()
 
-    def _args(self, dialect: sa.Dialect, shared: Mapping[str, Any],
-              rows: Iterable[Mapping[str, Any]]) -> tuple[str, Iterable[Any]]:
+    def _prepare(self, dialect: sa.Dialect, shared: Mapping[str, Any]) -> tuple[str, _Args]:
+        """The SQL, and what turns one row's values into the driver's parameters (a tuple or a dict)."""
         sql, defaults, order, when = self._for(dialect)
         base = {**defaults, **(_converted(shared, when) if when else shared)}
 
-        def one(row: Mapping[str, Any]) -> Any:
+        def args(row: Mapping[str, Any]) -> Any:
             values = {**base, **(_converted(row, when) if when else row)}
             return tuple(values[name] for name in order) if order else values
 
-        return sql, (one(row) for row in rows)
+        return sql, args
 
 
 def _converted(values: Mapping[str, Any], when: Callable[[Any], Any]) -> dict[str, Any]:
