@@ -194,24 +194,27 @@ def message_sizes(count: int = 2000) -> dict[str, int]:
 
     smtp-source is given the mean, so both sides move the same bytes per message.
     """
-    from newsletter import deliver
     from newsletter.config import load_config
     from newsletter.content import find_issue, load_issue
     from newsletter.links import Links
-    from newsletter.outbox import Row
+    from newsletter.send import Mailer, Recipient
+    from newsletter.send.groups import Groups
+    from newsletter.send.smtp import dot_stuffed
 
     config = load_config(REPO / "config.toml")
     issue = load_issue(find_issue(config.path("issues"), "latest"), config.newsletter.areas)
-    groups = deliver.Groups(config, issue)
+    mailer = Mailer(config)
+    groups = Groups(config, issue, mailer.sender)
     links = Links("bench-secret", config.newsletter.base_url)
-    mailto = deliver.unsubscribe_mailto(config)
     rng = random.Random(7)
     sizes = []
     for i in range(count):
         key = groups.key_for(";".join(rng.sample(AREAS, rng.randint(0, len(AREAS)))))
-        if key is not None:
-            row = Row(i, i, f"reader{i}@example.org", f"Reader {i}", key, 0)
-            sizes.append(len(deliver.build_message(groups, links, row, groups.sender.domain, mailto)[0]))
+        prepared = groups.get(key) if key is not None else None
+        if prepared is not None:
+            msg = mailer.copy(prepared, links, Recipient(i, f"reader{i}@example.org", f"Reader {i}"),
+                              mailer.new_message_id())
+            sizes.append(len(dot_stuffed(mailer.sign(msg).data)))
     return {"mean": round(sum(sizes) / len(sizes)), "largest": max(sizes)}
 
 

@@ -91,6 +91,11 @@ class SmtpSection(_Section):
         return self
 
 
+class TransportSection(_Section):
+    kind: Literal["smtp", "directory"] = "smtp"
+    directory: Path = Path("build/outgoing")
+
+
 class ScheduleSection(_Section):
     day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "thu"
     time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -126,6 +131,7 @@ class Config(BaseSettings):
     paths: PathsSection = Field(default_factory=PathsSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     smtp: SmtpSection = Field(default_factory=SmtpSection)
+    transport: TransportSection = Field(default_factory=TransportSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     web: WebSection = Field(default_factory=WebSection)
     root: Path = Path(".")

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from .errors import ContentError, IssueNotFound
 
@@ -119,7 +120,7 @@ class Issue(_Record):
     title: str = Field(min_length=1)
     date: dt.date
     week: Week
-    ready: bool = False
+    ready: StrictBool = False  # a TOML boolean: "yes" is a mistake, not true
     preheader: str = ""
     sections: list[EditorialSection] = Field(default_factory=list)
     papers: list[Paper] = Field(default_factory=list)

@@ -1,16 +1,24 @@
 """The exception tree.
 
-Every error a user can cause by what they wrote (a config value, an issue file, a list file, a
-command-line argument) is a ``NewsletterError``: the CLI prints its message on one line and exits
-non-zero, with no traceback. Anything else is a bug and keeps its traceback.
+Every error a user can cause by what they wrote or asked (a config value, an issue file, a list
+file, a command-line argument, a link) is a ``NewsletterError``: the CLI prints its message on one
+line and exits non-zero, with no traceback (``cli/base.py``, the one place that maps them). Anything
+else is a bug and keeps its traceback.
 
     NewsletterError              a user's mistake, told in one line that names file, line or field
     ├── ConfigError              config.toml or a NEWSLETTER_* environment variable
     ├── ContentError             an issue file in issues/ (TOML syntax, a paper's field, duplicates)
+    │   └── NotReady             a draft asked to go to the whole list (not ready, not approved)
     ├── IssueNotFound            ISSUE names no file in issues/
     ├── RenderError              a template: Jinja2 syntax, an MJML tag MJML does not define
+    ├── AudienceError            a subscriber command: unknown address, bad value, bad list file
+    ├── DatabaseError            the database cannot be reached or is not at this code's schema
+    ├── BadToken                 a signed link that was tampered with, has expired or is foreign
     └── SendFault                a fault of the whole send (login or sender refused, a run of
                                  errors): the send pauses, the rest stays queued
+
+One message's failure is never an exception that leaves the send: it is a ``Result`` recorded
+on that message's outbox row (``send/pool.py``).
 """
 
 from __future__ import annotations
@@ -28,12 +36,28 @@ class ContentError(NewsletterError):
     pass
 
 
+class NotReady(ContentError):
+    """``send`` of an issue that is neither ``ready = true`` nor approved."""
+
+
 class IssueNotFound(NewsletterError):
     pass
 
 
 class RenderError(NewsletterError):
     pass
+
+
+class AudienceError(NewsletterError):
+    """A subscriber command cannot do what was asked (unknown address, bad value, bad file)."""
+
+
+class DatabaseError(NewsletterError):
+    """The database cannot be reached or is not at the schema this code expects."""
+
+
+class BadToken(NewsletterError):
+    """A tampered, expired or foreign token."""
 
 
 class SendFault(NewsletterError):

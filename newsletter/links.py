@@ -14,14 +14,15 @@ import hashlib
 from dataclasses import dataclass, field
 
 from itsdangerous import BadData, Signer, URLSafeTimedSerializer
+from sqlalchemy.engine import Engine
+
+from . import store
+from .config import Config
+from .errors import BadToken
 
 UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
 CONFIRM = "confirm"
-
-
-class BadToken(Exception):
-    """A tampered, expired or foreign token."""
 
 
 @dataclass(frozen=True)
@@ -68,3 +69,12 @@ def _subscriber_id(value: object, kind: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise BadToken(kind)
     return value
+
+
+def links_for(config: Config, engine: Engine) -> Links:
+    """Signed links keyed by ``[newsletter] secret_key``, else by a random key kept in the database."""
+    secret = config.newsletter.secret_key.get_secret_value()
+    if not secret:
+        with engine.begin() as conn:
+            secret = store.meta_secret(conn, "link_key")
+    return Links(secret, config.newsletter.base_url.rstrip("/"))

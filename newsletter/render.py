@@ -9,7 +9,6 @@ which is a single regex pass over the prepared strings.
 from __future__ import annotations
 
 import html as htmllib
-import itertools
 import logging
 import re
 import secrets
@@ -24,6 +23,7 @@ import premailer
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from . import areas as area_names
 from .config import Config
 from .content import Issue, Paper
 from .errors import RenderError
@@ -31,7 +31,6 @@ from .errors import RenderError
 GMAIL_CLIP_BYTES = 102 * 1024
 SLOT_NAMES = ("name", "email", "unsubscribe_url", "preferences_url")
 TEXT_WIDTH = 72
-ALL = "all"
 
 # MJML 4's components and head elements; mjml-python passes anything else through silently.
 MJML_TAGS = frozenset(
@@ -68,29 +67,6 @@ class RenderedGroup:
             self.slot_pattern.sub(lambda m: htmllib.escape(slots[m.group(1)]), self.html),
             self.slot_pattern.sub(lambda m: slots[m.group(1)], self.text),
         )
-
-
-def group_key(areas: Sequence[str], all_areas: Sequence[str]) -> str:
-    """A stable file-name-safe name for a group: ``all`` or e.g. ``llm-rl``."""
-    if set(areas) == set(all_areas):
-        return ALL
-    return "-".join(a.casefold() for a in areas)
-
-
-def normalize_areas(chosen: Iterable[str], all_areas: Sequence[str]) -> tuple[str, ...]:
-    """A subscriber's choice as a group: configured order, canonical case; nothing chosen = all."""
-    folded = {a.casefold() for a in chosen}
-    picked = tuple(a for a in all_areas if a.casefold() in folded)
-    return picked or tuple(all_areas)
-
-
-def all_groups(all_areas: Sequence[str]) -> list[tuple[str, ...]]:
-    """Every non-empty subset of the areas (2^n − 1 groups), in configured order."""
-    return [
-        combo
-        for size in range(1, len(all_areas) + 1)
-        for combo in itertools.combinations(all_areas, size)
-    ]
 
 
 def split_papers(issue: Issue, areas: Sequence[str]) -> tuple[list[Paper], list[Paper]]:
@@ -134,7 +110,7 @@ class Renderer:
 
     def render(self, issue: Issue, chosen: Iterable[str]) -> RenderedGroup | None:
         """The group's email, or None when no paper meets its areas and config says not to send."""
-        areas = normalize_areas(chosen, self.areas)
+        areas = area_names.group(chosen, self.areas)
         featured, others = split_papers(issue, areas)
         if not featured and not self.config.newsletter.send_when_no_match:
             return None
@@ -143,14 +119,14 @@ class Renderer:
         ctx["preheader"] = _one_line(self._template("preheader.txt.j2", ctx))
         html = self._compile(self._template("base.mjml.j2", ctx))
         return RenderedGroup(
-            key=group_key(areas, self.areas), areas=areas, subject=ctx["subject"], preheader=ctx["preheader"],
+            key=area_names.group_key(areas, self.areas), areas=areas, subject=ctx["subject"], preheader=ctx["preheader"],
             html=html, text=self._template("text.txt.j2", ctx).strip() + "\n",
             featured=tuple(p.title for p in featured), others=tuple(p.title for p in others),
             slot_pattern=self.slot_pattern,
         )
 
     def render_all(self, issue: Issue) -> dict[tuple[str, ...], RenderedGroup | None]:
-        return {areas: self.render(issue, areas) for areas in all_groups(self.areas)}
+        return {areas: self.render(issue, areas) for areas in area_names.all_groups(self.areas)}
 
     def _context(self, issue: Issue, areas: tuple[str, ...], featured: list[Paper], others: list[Paper]) -> dict:
         return {

@@ -20,6 +20,7 @@ once at once (``interrupted``), which resumes it: rows already sent are never se
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
@@ -31,14 +32,17 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy.dialects import postgresql, sqlite
 
-from . import deliver, outbox, store
+from . import lifecycle, store
+from .clock import utcnow
 from .config import Config, ScheduleSection, load_config
 from .content import issue_files, load_issue
+from .errors import NotReady
+from .lifecycle import IssueState
+from .send import Campaign, Mode
 from .store import tables as t
 
 log = logging.getLogger("newsletter.schedule")
@@ -72,16 +76,6 @@ def last_slot(cfg: ScheduleSection, now: datetime) -> datetime:
 # --- the job -----------------------------------------------------------------------------------
 
 
-def approve(conn: sa.Connection, slug: str, now: datetime) -> None:
-    """Mark an issue ready to send without editing its file (``newsletter issue approve``); idempotent."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(insert(t.approvals).values(slug=slug, approved_at=now).on_conflict_do_nothing())
-
-
-def is_approved(conn: sa.Connection, slug: str) -> bool:
-    return conn.scalar(sa.select(t.approvals.c.slug).where(t.approvals.c.slug == slug)) is not None
-
-
 def week_issue(config: Config, now: datetime) -> Path | None:
     """The issue of this week: the newest file dated within the 7 days ending today (local time)."""
     today = now.astimezone(ZoneInfo(config.schedule.timezone)).date()
@@ -89,7 +83,7 @@ def week_issue(config: Config, now: datetime) -> Path | None:
     return recent[-1] if recent else None
 
 
-def _dated_within(path: Path, today: datetime.date) -> bool:  # type: ignore[valid-type]
+def _dated_within(path: Path, today: dt.date) -> bool:
     try:
         return 0 <= (today - datetime.fromisoformat(path.stem).date()).days < 7
     except ValueError:
@@ -111,21 +105,21 @@ def run_weekly(config: Config, engine: sa.Engine, now: datetime) -> str:
                     config.path("issues"))
         return "no-issue"
     issue = load_issue(path, config.newsletter.areas)
-    with engine.begin() as conn:
-        ready = issue.ready or is_approved(conn, issue.slug)
-        state = conn.scalar(sa.select(t.issues.c.state).where(t.issues.c.slug == issue.slug))
-    if not ready:
+    with engine.connect() as conn:
+        state = lifecycle.issue_state(conn, issue.slug)
+    if state is IssueState.SENT:
+        log.info("issue %s was sent already: nothing to do", issue.slug)
+        return "already-sent"
+    try:
+        run = Campaign(config, engine, issue, path=path, stop=_stop).run(Mode.SEND)
+    except NotReady:
         log.warning("issue %s is not ready (set ready = true or run `newsletter issue approve %s`): nothing sent",
                     issue.slug, issue.slug)
         return "not-ready"
-    if state == "sent":
-        log.info("issue %s was sent already: nothing to do", issue.slug)
-        return "already-sent"
-    log.info("sending issue %s (%s)", issue.slug, "resuming" if state else "new")
-    report = deliver.send_issue(config, engine, deliver.Groups(config, issue), stop=_stop)
-    log.info("issue %s: %s; %s", issue.slug, report.state,
-             ", ".join(f"{k} {v}" for k, v in report.counts.items() if v))
-    return report.state
+    assert run.report is not None
+    log.info("issue %s (%s): %s; %s", issue.slug, "resumed" if state else "new", run.report.state,
+             ", ".join(f"{k} {v}" for k, v in run.report.counts.items() if v))
+    return run.report.state
 
 
 def interrupted(config: Config, engine: sa.Engine, now: datetime) -> bool:
@@ -136,7 +130,7 @@ def interrupted(config: Config, engine: sa.Engine, now: datetime) -> bool:
     if path is None:
         return False
     with engine.connect() as conn:
-        return conn.scalar(sa.select(t.issues.c.state).where(t.issues.c.slug == path.stem)) == "sending"
+        return lifecycle.issue_state(conn, path.stem) is IssueState.SENDING
 
 
 def _hours(delta: timedelta) -> str:
@@ -148,7 +142,7 @@ def weekly_job(config_file: str) -> str:
     config = load_config(config_file)
     engine = store.connect(store.engine_for(config.database_url))
     try:
-        return run_weekly(config, engine, outbox.utcnow())
+        return run_weekly(config, engine, utcnow())
     finally:
         engine.dispose()
 
@@ -189,7 +183,7 @@ def run(config: Config, config_file: Path) -> None:
     watch_misses(scheduler)
     scheduler.start(paused=True)  # nothing runs until the job is checked against the config
     install_job(scheduler, config, config_file)
-    if interrupted(config, engine, outbox.utcnow()):
+    if interrupted(config, engine, utcnow()):
         log.info("this week's send was interrupted: resuming it now")
         scheduler.add_job(weekly_job, args=[str(config_file)], id=RESUME_ID, name="resume weekly send",
                           replace_existing=True, misfire_grace_time=60)

@@ -11,14 +11,9 @@ import pytest
 
 from newsletter.content import load_issue
 from newsletter.errors import RenderError
-from newsletter.render import (
-    GMAIL_CLIP_BYTES,
-    Renderer,
-    all_groups,
-    group_key,
-    normalize_areas,
-    preview_slots,
-)
+from newsletter.areas import all_groups, group_key
+from newsletter.areas import group as normalize_areas
+from newsletter.render import GMAIL_CLIP_BYTES, Renderer, preview_slots
 
 from .conftest import REPO
 

@@ -18,7 +18,7 @@ from alembic.migration import MigrationContext
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from newsletter import schedule, store
+from newsletter import lifecycle, schedule, store
 from newsletter.cli import cli
 from newsletter.config import load_config
 from newsletter.store import tables as t
@@ -189,9 +189,9 @@ def test_approvals_have_their_own_table_and_old_meta_approvals_move_there(tmp_pa
         conn.execute(t.meta.insert().values(key="approved:2026-05-28", value="2026-05-25T10:00:00+00:00"))
     store.migrate(engine)
     with engine.begin() as conn:
-        assert schedule.is_approved(conn, "2026-05-28") and not schedule.is_approved(conn, "2026-05-17")
+        assert lifecycle.is_approved(conn, "2026-05-28") and not lifecycle.is_approved(conn, "2026-05-17")
         assert store.meta_get(conn, "approved:2026-05-28") is None
-        schedule.approve(conn, "2026-05-28", datetime(2026, 5, 27, tzinfo=timezone.utc))
+        lifecycle.approve(conn, "2026-05-28", datetime(2026, 5, 27, tzinfo=timezone.utc))
         when = conn.scalar(sa.select(t.approvals.c.approved_at))
     assert when.replace(tzinfo=timezone.utc) == datetime(2026, 5, 25, 10, tzinfo=timezone.utc)  # the first approval
     engine.dispose()

@@ -1,4 +1,4 @@
-"""The SMTP connection against a real aiosmtpd server: answers, drops, stalls, STARTTLS + AUTH."""
+"""The SMTP transport against a real aiosmtpd server: answers, drops, stalls, STARTTLS + AUTH, SMTPUTF8."""
 
 from __future__ import annotations
 
@@ -10,11 +10,20 @@ import pytest
 
 from newsletter.config import SmtpSection
 from newsletter.errors import SendFault
-from newsletter.smtp import Connection, Outcome, classify
+from newsletter.send.smtp import SmtpTransport, classify
+from newsletter.send.transport import Outcome, Outgoing
 
 from .smtpd import smtp_server
 
-MSG = b"Subject: t\r\n\r\nhello\r\n..dot line\r\n"
+MSG = b"Subject: t\r\n\r\nhello\r\n.dot line\r\n"
+
+
+class Connection(SmtpTransport):
+    """The transport, called with (sender, recipient, data) as these tests were first written."""
+
+    def deliver(self, sender, rcpt, data, ascii_rcpt=None):  # type: ignore[override]
+        fallback = Outgoing(sender, ascii_rcpt, data, "<t@example.org>") if ascii_rcpt else None
+        return super().deliver(Outgoing(sender, rcpt, data, "<t@example.org>", fallback))
 
 
 def cfg(port: int, **kw: object) -> SmtpSection:
@@ -37,7 +46,7 @@ def test_classify_codes():
 
 
 def test_reused_connection_delivers_dot_stuffed_body(server):
-    """Several messages go over one connection, and the pre-stuffed body arrives unstuffed."""
+    """Several messages go over one connection; a line starting with '.' is stuffed on the wire and arrives intact."""
     with server() as (handler, port):
         conn = Connection(cfg(port))
         results = [conn.deliver("from@example.org", f"r{i}@example.org", MSG) for i in range(3)]
@@ -207,7 +216,7 @@ def test_internationalized_address_goes_only_to_a_relay_that_takes_it(server, ut
     """A non-ASCII address is sent with SMTPUTF8 where offered; elsewhere its row fails, and the line stays usable."""
     with server(enable_SMTPUTF8=utf8) as (handler, port):
         conn = Connection(cfg(port))
-        intl = conn.deliver("f@example.org", "zoë@example.org", MSG, smtputf8=True)
+        intl = conn.deliver("f@example.org", "zoë@example.org", MSG)
         plain = conn.deliver("f@example.org", "a@example.org", MSG)
         conn.close()
     assert plain.outcome is Outcome.SENT
@@ -216,3 +225,14 @@ def test_internationalized_address_goes_only_to_a_relay_that_takes_it(server, ut
     else:
         assert intl.outcome is Outcome.FAILED and "SMTPUTF8" in intl.answer
         assert handler.received == {"a@example.org": 1}
+
+
+@pytest.mark.parametrize("utf8", [True, False], ids=["relay-with-SMTPUTF8", "relay-without"])
+def test_non_ascii_domain_goes_as_utf8_or_as_idna(server, utf8):
+    """An ASCII local part at a non-ASCII domain is delivered either way: as UTF-8 with SMTPUTF8, else as IDNA."""
+    with server(enable_SMTPUTF8=utf8) as (handler, port):
+        conn = Connection(cfg(port))
+        result = conn.deliver("f@example.org", "nutzer@bücher.example", MSG, ascii_rcpt="nutzer@xn--bcher-kva.example")
+        conn.close()
+    assert result.outcome is Outcome.SENT
+    assert handler.received == {("nutzer@bücher.example" if utf8 else "nutzer@xn--bcher-kva.example"): 1}

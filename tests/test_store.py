@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from newsletter import audience, store
+from newsletter.errors import AudienceError
 from newsletter.store import tables as t
 
 AREAS = ["LLM", "Vision", "RL", "Agents"]
@@ -75,7 +76,7 @@ def test_email_is_unique_without_regard_to_case(engine):
     """The same address in another case is the same subscriber."""
     with engine.begin() as conn:
         audience.add(conn, "Ada@Example.org", "Ada", "", AREAS)
-        with pytest.raises(audience.AudienceError, match="already on the list"):
+        with pytest.raises(AudienceError, match="already on the list"):
             audience.add(conn, "ada@example.ORG", "Ada", "", AREAS)
         assert audience.get(conn, "ADA@example.org").email == "Ada@example.org"
 
@@ -129,7 +130,8 @@ def test_import_never_reactivates_inactive_subscribers(engine, tmp_path):
 def test_enqueue_gives_each_active_subscriber_their_group_and_skips_who_meets_no_paper(engine):
     """The outbox gets one row per active subscriber, in id order, each with the group key_for gives it;
     a subscriber whose areas meet no paper is `skipped` with the reason, and inactive ones get no row."""
-    from newsletter import outbox
+    from newsletter import lifecycle
+    from newsletter.send import outbox
 
     areas = {"all@example.org": "", "rl@example.org": "RL", "none@example.org": "Agents",
              "two@example.org": "LLM;Vision", "gone@example.org": "RL"}
@@ -138,7 +140,7 @@ def test_enqueue_gives_each_active_subscriber_their_group_and_skips_who_meets_no
             audience.add(conn, email, email.split("@")[0], chosen, AREAS)
         audience.unsubscribe(conn, "gone@example.org")
         now = datetime.now(timezone.utc)
-        iid = outbox.create_issue(conn, "2026-05-17", "x", now)
+        iid = lifecycle.create_issue(conn, "2026-05-17", "x", now)
         key_for = {"": "all", "RL": "rl", "Agents": None, "LLM;Vision": "llm+vision"}.__getitem__
         counts = outbox.enqueue(conn, iid, key_for, now)
     assert counts == outbox.Counts(queued=3, skipped=1)
@@ -155,15 +157,18 @@ def test_statements_run_on_the_cursor_store_what_core_stores(engine):
     through Core with the same datetimes, and Core's comparisons on them hold."""
     from datetime import timedelta
 
-    from newsletter import outbox
+    from newsletter.audience import csvio
+    from newsletter.clock import aware
+    from newsletter import lifecycle
+    from newsletter.send import outbox
 
     now = datetime(2026, 5, 17, 9, 30, 15, 123456, tzinfo=timezone.utc)
     lease = timedelta(minutes=5)
     with engine.begin() as conn:
-        audience._IMPORTED.run_many(conn, [{"email": "a@example.org", "email_key": "a@example.org", "name": "A",
+        csvio._IMPORTED.run_many(conn, [{"email": "a@example.org", "email_key": "a@example.org", "name": "A",
                                             "areas": "RL"}], {"now": now})
         assert conn.scalar(sa.select(t.subscribers.c.status).where(t.subscribers.c.created_at == now)) == "active"
-        iid = outbox.create_issue(conn, "2026-05-17", "x", now)
+        iid = lifecycle.create_issue(conn, "2026-05-17", "x", now)
         outbox.enqueue(conn, iid, lambda areas: "rl", now)
         (row,) = outbox.claim(conn, iid, "w1", 10, lease, now)
         assert not outbox.begin(conn, row.id, "w2", lease, now, "<other@example.org>")  # not w2's claim
@@ -173,4 +178,4 @@ def test_statements_run_on_the_cursor_store_what_core_stores(engine):
         got = conn.execute(sa.select(o.state, o.attempts, o.message_id, o.updated_at, o.lease_until)).one()
     assert held == 1
     assert got[:3] == ("sending", 1, "<m1@example.org>")
-    assert outbox._aware(got.updated_at) == now and outbox._aware(got.lease_until) == now + lease
+    assert aware(got.updated_at) == now and aware(got.lease_until) == now + lease

@@ -14,6 +14,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from starlette.testclient import TestClient
 
 from newsletter import audience, store
+from newsletter.clock import utcnow
 from newsletter.config import load_config
 from newsletter.links import CONFIRM, PREFERENCES, UNSUBSCRIBE
 from newsletter.store import tables as t
@@ -311,7 +312,7 @@ def test_archive_lists_sent_issues_and_shows_every_paper_with_its_anchor(site):
 
     with site.engine.begin() as conn:
         conn.execute(t.issues.insert().values(slug="2026-05-28", title="Top-conf Paper Digest", state="sent",
-                                              created_at=audience.utcnow()))
+                                              created_at=utcnow()))
     issue = load_issue(REPO / "issues" / "2026-05-28.toml", AREAS)
     with site.client(REMOTE) as client:
         listing = client.get("/archive")
@@ -371,7 +372,7 @@ def test_a_bounced_address_is_not_activated_by_its_confirmation_link(site):
     """Confirming never revives a bounced address: it stays bounced and the page says so."""
     sid = site.add(status="pending")
     with site.engine.begin() as conn:
-        audience.mark_bounced(conn, sid, audience.utcnow())
+        audience.mark_bounced(conn, sid, utcnow())
     link = path_of(site.links.confirm_url(sid))
     with site.client() as client:
         answer = client.post(link, data={"csrf": csrf_of(client.get(link).text)})

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -21,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from ..errors import ConfigError, NewsletterError
+from ..errors import ConfigError, DatabaseError
 from . import tables
 
 if TYPE_CHECKING:
@@ -36,10 +35,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 __all__ = ["engine_for", "connect", "migrate", "current_revision", "head_revision", "meta_get", "meta_secret",
            "tables"]
-
-
-class DatabaseError(NewsletterError):
-    """The database cannot be reached or is not at the schema this code expects."""
 
 
 def engine_for(url: str) -> Engine:

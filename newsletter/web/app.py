@@ -1,7 +1,9 @@
 """The Starlette app: sign-up with double opt-in, confirm, unsubscribe, preferences, archive, preview.
 
 Every page that changes something is reached through a signed link (links.py) made with the very
-secret the send engine uses (``deliver.links_for``), so the links in the emails verify here. A
+secret the send engine uses (``links_for``), so the links in the emails verify here. The
+confirmation mail leaves through the send pipeline's one way out (``send.Mailer``): DKIM-signed
+when a key is configured, like every other message. A
 tampered, expired or unknown token gets a plain 400 page and changes nothing. A GET never changes
 anything (link scanners follow GETs): confirm and unsubscribe show one button that POSTs.
 
@@ -33,13 +35,16 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .. import audience, store
-from ..audience import AudienceError, Subscriber
+from ..audience import Subscriber
 from ..config import Config
-from ..deliver import links_for
-from ..errors import NewsletterError
-from ..links import PREFERENCES, UNSUBSCRIBE, BadToken, Links
-from ..render import Renderer, all_groups, group_key, normalize_areas, preview_slots
-from . import issues, mail
+from ..errors import AudienceError, BadToken, NewsletterError
+from ..links import PREFERENCES, UNSUBSCRIBE, Links, links_for
+from ..areas import all_groups, group_key
+from ..areas import group as area_group
+from ..render import Renderer, preview_slots
+from ..send import Mailer, Outcome, Recipient
+from ..send.compose import Confirmation
+from . import issues
 from .guard import CSP, CSRF_COOKIE, CSRF_FIELD, FRAME_OK, Csrf, SecurityHeaders, SlidingWindow, client_ip, is_loopback
 
 log = logging.getLogger("newsletter.web")
@@ -80,6 +85,7 @@ class Web:
         self.config, self.engine = config, engine
         self.areas = tuple(config.newsletter.areas)
         self.links: Links = links_for(config, engine)
+        self.mailer = Mailer(config)
         self.csrf = Csrf(self.links.secret)
         self.limiter = SlidingWindow(config.web.subscribe_per_hour, 3600.0, clock or time.monotonic)
         self.confirm_max_age = int(config.web.confirm_hours * 3600)
@@ -165,9 +171,10 @@ class Web:
             return
         if sub is None:
             return
-        msg, envelope_from = mail.confirmation(self.config, sub.email, sub.name, self.links.confirm_url(sub.id))
-        result = mail.send(self.config, msg, envelope_from)
-        if not mail.sent(result):
+        nl = self.config.newsletter
+        what = Confirmation(nl.name, nl.identity, self.links.confirm_url(sub.id), self.config.web.confirm_hours)
+        result = self.mailer.send_one(self.mailer.confirmation(Recipient(sub.id, sub.email, sub.name), what))
+        if result.outcome is not Outcome.SENT:
             log.warning("confirmation email to subscriber %d not accepted: %s %s", sub.id, result.code, result.answer)
 
     async def confirmed(self, token: str) -> Subscriber | None:
@@ -303,7 +310,7 @@ class Web:
         path = issues.issue_file(self.config, slug) if _SLUG.match(slug) else None
         if path is None:
             return self.page(request, "message.html.j2", 404, title="No such issue", text=f"No issue file {slug}.")
-        chosen = normalize_areas(request.query_params.get("areas", "").split(","), self.areas)
+        chosen = area_group(request.query_params.get("areas", "").split(","), self.areas)
         width = PHONE if request.query_params.get("width") == str(PHONE) else DESKTOP
         token = request.query_params.get("token", "")
         groups = [(", ".join(g), ",".join(g), group_key(g, self.areas)) for g in all_groups(self.areas)]
@@ -318,7 +325,7 @@ class Web:
         path = issues.issue_file(self.config, slug) if _SLUG.match(slug) else None
         if path is None:
             return PlainTextResponse(f"No issue file {slug}.", 404)
-        chosen = normalize_areas(request.query_params.get("areas", "").split(","), self.areas)
+        chosen = area_group(request.query_params.get("areas", "").split(","), self.areas)
         try:
             html = await run_in_threadpool(self.render_group, path, chosen)
         except NewsletterError as exc:  # the editor's mistake, shown to the editor

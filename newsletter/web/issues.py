@@ -18,10 +18,10 @@ from sqlalchemy.engine import Connection
 
 from ..config import Config
 from ..content import Issue, issue_files, load_issue
+from ..lifecycle import PUBLISHED
 from ..render import Renderer
 from ..store import tables as t
 
-PUBLISHED = ("sending", "paused", "sent")
 
 
 @dataclass(frozen=True)

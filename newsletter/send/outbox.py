@@ -5,37 +5,31 @@ only after claiming it, and marks it ``sending`` in a committed transaction righ
 transaction (the same transaction writes the previous row's result, so a message costs one
 commit), so a process that dies leaves at most one ``sending`` row per connection: the one in
 flight, or the one just sent whose result was waiting for the next commit. That row becomes
-``unknown``, never resent unless asked. Every query below is named and says
-why it has its shape (after listmonk's queries.sql).
-
-    queued ──claim──► (claimed: lease) ──begin──► sending ──► sent | deferred | failed
-       ▲                    │ lease runs out                    │
-       └────────────────────┘           deferred, when due ◄────┘        process died: unknown
+``unknown``, never resent unless asked. The row states are drawn in ``lifecycle.py``; what an
+outcome means for a row is ``policy.py``'s, so this module only reads and writes. Every query
+below is named and says why it has its shape (after listmonk's queries.sql).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from typing import Any
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .smtp import Outcome, Result
-from .store import tables as t
-from .store.oncursor import OnCursor
+from ..clock import aware
+from ..lifecycle import DUE, IN_FLIGHT, RowState
+from ..store import tables as t
+from ..store.oncursor import OnCursor
+from .transport import Result
 
-STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped", "unknown")
-FINAL = ("sent", "failed", "skipped", "unknown")
 PAGE = 1000
 NO_MATCH = "no paper this week meets the chosen areas"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def worker_name(suffix: str = "") -> str:
@@ -59,31 +53,10 @@ class Counts:
     skipped: int = 0
 
 
-# --- the issue row -----------------------------------------------------------------------------
-
-
-def issue_id(conn: Connection, slug: str) -> int | None:
-    return conn.scalar(sa.select(t.issues.c.id).where(t.issues.c.slug == slug))
-
-
-def create_issue(conn: Connection, slug: str, title: str, now: datetime) -> int:
-    return conn.execute(
-        t.issues.insert().values(slug=slug, title=title, state="sending", created_at=now, started_at=now)
-        .returning(t.issues.c.id)
-    ).scalar_one()
-
-
-def set_issue_state(conn: Connection, iid: int, state: str, reason: str | None = None) -> None:
-    values: dict[str, object] = {"state": state, "pause_reason": reason}
-    if state == "sent":
-        values["finished_at"] = utcnow()
-    conn.execute(t.issues.update().where(t.issues.c.id == iid).values(**values))
-
-
 # --- enqueue -----------------------------------------------------------------------------------
 
 
-def active_subscribers(conn: Connection, page: int = PAGE) -> Iterator[list[sa.Row]]:
+def active_subscribers(conn: Connection, page: int = PAGE) -> Iterator[Sequence[sa.Row[Any]]]:
     """Active subscribers in keyset-paged batches (id > last), never the whole list in memory."""
     last = 0
     while True:
@@ -119,29 +92,33 @@ def enqueue(conn: Connection, iid: int, group_of: Callable[[str], str | None], n
         [o.issue_id, o.subscriber_id, o.email, o.name, o.group_key, o.state, o.reason, o.attempts, o.created_at,
          o.updated_at],
         sa.select(sa.literal(iid), s.id, s.email, s.name, group_key,
-                  sa.case((is_queued, "queued"), else_="skipped"),
+                  sa.case((is_queued, RowState.QUEUED.value), else_=RowState.SKIPPED.value),
                   sa.case((is_queued, sa.null()), else_=NO_MATCH),
                   sa.literal(0), sa.literal(now, t.When), sa.literal(now, t.When))
         .where(active).order_by(s.id)))
-    counts = dict(conn.execute(sa.select(o.state, sa.func.count()).where(o.issue_id == iid).group_by(o.state)).all())
-    return Counts(counts.get("queued", 0), counts.get("skipped", 0))
+    counts: dict[str, int] = dict(conn.execute(  # type: ignore[arg-type]
+        sa.select(o.state, sa.func.count()).where(o.issue_id == iid).group_by(o.state)).all())
+    return Counts(counts.get(RowState.QUEUED, 0), counts.get(RowState.SKIPPED, 0))
 
 
 # --- claim, begin, record ----------------------------------------------------------------------
 
 
-def claim(conn: Connection, iid: int, worker: str, limit: int, lease: timedelta, now: datetime) -> list[Row]:
+def claim(conn: Connection, iid: int, worker: str, limit: int, lease: timedelta, now: datetime,
+          due_by: datetime | None = None) -> list[Row]:
     """Take up to ``limit`` due rows for this worker, oldest first.
 
-    Due: queued or deferred whose next attempt has come, and not under someone else's live lease.
+    Due: queued, or deferred with its next attempt at or before ``due_by`` (default ``now``: a run
+    that must not retry what it deferred itself passes its own start), and not under someone
+    else's live lease.
     On PostgreSQL the inner SELECT uses FOR UPDATE SKIP LOCKED so concurrent workers take disjoint
     rows without waiting on each other; SQLite serialises writers, so the plain form is enough.
     """
     o = t.outbox.c
     due = (
         sa.select(o.id)
-        .where(o.issue_id == iid, o.state.in_(("queued", "deferred")),
-               sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now),
+        .where(o.issue_id == iid, o.state.in_(DUE),
+               sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= (due_by or now)),
                sa.or_(o.lease_until.is_(None), o.lease_until < now))
         .order_by(o.id).limit(limit)
     )
@@ -185,7 +162,7 @@ def begin(conn: Connection, row_id: int, worker: str, lease: timedelta, now: dat
 
 _o = t.outbox.c
 _BEGIN = OnCursor(t.outbox.update().where(_o.id == sa.bindparam("row_id"), _o.claimed_by == sa.bindparam("worker"))
-                   .values(state="sending", attempts=_o.attempts + 1, lease_until=sa.bindparam("lease"),
+                   .values(state=RowState.SENDING.value, attempts=_o.attempts + 1, lease_until=sa.bindparam("lease"),
                            updated_at=sa.bindparam("now"), message_id=sa.bindparam("message_id")))
 # A None bound to sent_at or next_at keeps the column's old value.
 _RECORD = OnCursor(
@@ -200,42 +177,22 @@ _ATTEMPT = OnCursor(t.delivery_attempts.insert().inline().values(
     answer=sa.bindparam("answer"), outcome=sa.bindparam("outcome")))
 
 
-def record(conn: Connection, row: Row, result: Result, max_attempts: int, retry_seconds: float,
-           now: datetime) -> str:
-    """Write the row's new state and the attempt to the log; a hard bounce marks the subscriber."""
-    attempts = row.attempts + 1
-    state = _state_after(result.outcome, attempts, max_attempts)
+def record(conn: Connection, row: Row, state: RowState, result: Result, now: datetime,
+           next_at: datetime | None = None) -> None:
+    """Write the row's new state and the attempt to the log (the state is ``policy.after``'s)."""
     answer = result.answer[:1000]
     _RECORD.run(conn, {
-        "row_id": row.id, "state": state, "code": result.code, "answer": answer, "now": now,
-        "sent_at": now if state == "sent" else None,
-        "next_at": now + timedelta(seconds=retry_seconds * 2 ** (attempts - 1)) if state == "deferred" else None,
+        "row_id": row.id, "state": state.value, "code": result.code, "answer": answer, "now": now,
+        "sent_at": now if state is RowState.SENT else None, "next_at": next_at,
     })
     _ATTEMPT.run(conn, {"outbox_id": row.id, "at": now, "code": result.code, "answer": answer,
-                        "outcome": "failed" if state == "failed" else state})
-    if result.outcome is Outcome.BOUNCED and row.subscriber_id is not None:
-        _mark_bounced(conn, row.subscriber_id, now)
-    return state
-
-
-def _state_after(outcome: Outcome, attempts: int, max_attempts: int) -> str:
-    if outcome is Outcome.SENT:
-        return "sent"
-    if outcome is Outcome.DEFERRED:
-        return "deferred" if attempts < max_attempts else "failed"
-    return "failed"
-
-
-def _mark_bounced(conn: Connection, subscriber_id: int, now: datetime) -> None:
-    from . import audience  # the one owner of subscriber state and suppressions
-
-    audience.mark_bounced(conn, subscriber_id, now)
+                        "outcome": state.value})
 
 
 def release(conn: Connection, iid: int, worker: str) -> None:
     """Give back rows claimed but not begun (on pause or shutdown)."""
     o = t.outbox.c
-    conn.execute(t.outbox.update().where(o.issue_id == iid, o.claimed_by == worker, o.state != "sending")
+    conn.execute(t.outbox.update().where(o.issue_id == iid, o.claimed_by == worker, o.state != RowState.SENDING)
                  .values(claimed_by=None, lease_until=None))
 
 
@@ -243,7 +200,7 @@ def requeue(conn: Connection, row_id: int) -> None:
     """A row begun but not attempted because the whole send faulted goes back to the queue."""
     o = t.outbox.c
     conn.execute(t.outbox.update().where(o.id == row_id).values(
-        state="queued", attempts=o.attempts - 1, claimed_by=None, lease_until=None))
+        state=RowState.QUEUED, attempts=o.attempts - 1, claimed_by=None, lease_until=None))
 
 
 def recover(conn: Connection, iid: int, now: datetime, alive: Callable[[str], bool]) -> int:
@@ -256,12 +213,12 @@ def recover(conn: Connection, iid: int, now: datetime, alive: Callable[[str], bo
     o = t.outbox.c
     holders = conn.execute(sa.select(o.claimed_by, sa.func.min(o.lease_until)).where(
         o.issue_id == iid, o.claimed_by.is_not(None)).group_by(o.claimed_by)).all()
-    gone = [h for h, lease in holders if _aware(lease) < now or not alive(h)]
+    gone = [h for h, lease in holders if aware(lease) < now or not alive(h)]
     if not gone:
         return 0
     mine = (o.issue_id == iid, o.claimed_by.in_(gone))
-    unknown = conn.execute(t.outbox.update().where(*mine, o.state == "sending").values(
-        state="unknown", claimed_by=None, lease_until=None, updated_at=now,
+    unknown = conn.execute(t.outbox.update().where(*mine, o.state == RowState.SENDING).values(
+        state=RowState.UNKNOWN, claimed_by=None, lease_until=None, updated_at=now,
         last_answer="the sending process stopped during the SMTP transaction")).rowcount
     conn.execute(t.outbox.update().where(*mine).values(claimed_by=None, lease_until=None))
     return unknown
@@ -286,79 +243,25 @@ def local_alive(holder: str) -> bool:
 
 def resend_unknown(conn: Connection, iid: int) -> int:
     o = t.outbox.c
-    return conn.execute(t.outbox.update().where(o.issue_id == iid, o.state == "unknown")
-                        .values(state="queued", next_attempt_at=None)).rowcount
+    return conn.execute(t.outbox.update().where(o.issue_id == iid, o.state == RowState.UNKNOWN)
+                        .values(state=RowState.QUEUED, next_attempt_at=None)).rowcount
 
 
-def next_due(conn: Connection, iid: int) -> datetime | None:
-    """When the earliest deferred row comes due (None when nothing is left to try)."""
+def next_due(conn: Connection, iid: int, now: datetime) -> datetime | None:
+    """When the earliest row still to try comes due: ``now`` if one is queued, None when none is left."""
     o = t.outbox.c
-    pending = conn.scalar(sa.select(sa.func.count()).where(o.issue_id == iid, o.state.in_(("queued", "sending"))))
+    pending = conn.scalar(sa.select(sa.func.count()).where(o.issue_id == iid, o.state.in_(IN_FLIGHT)))
     if pending:
-        return utcnow()
-    due = conn.scalar(sa.select(sa.func.min(o.next_attempt_at)).where(o.issue_id == iid, o.state == "deferred"))
-    return None if due is None else _aware(due)
-
-
-def _aware(value: datetime | None) -> datetime:
-    """SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC."""
-    if value is None:
-        return datetime.min.replace(tzinfo=timezone.utc)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-# --- the report --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Failure:
-    email: str
-    code: int | None
-    answer: str
-
-
-@dataclass(frozen=True)
-class Report:
-    issue: str
-    state: str
-    pause_reason: str | None
-    counts: dict[str, int]
-    failures: list[Failure]
-    rate: float | None  # messages per second between the first and the last sent
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "issue": self.issue, "state": self.state, "pause_reason": self.pause_reason,
-            "counts": self.counts, "rate_per_second": self.rate,
-            "failures": [{"email": f.email, "code": f.code, "answer": f.answer} for f in self.failures],
-        }
-
-
-def report(conn: Connection, slug: str, max_failures: int = 1000) -> Report | None:
-    """Counts by state, the send rate and the failures with their answers: three small queries."""
-    issue = conn.execute(sa.select(t.issues).where(t.issues.c.slug == slug)).first()
-    if issue is None:
-        return None
-    o = t.outbox.c
-    counts = dict.fromkeys(STATES, 0)
-    counts.update(dict(conn.execute(sa.select(o.state, sa.func.count()).where(o.issue_id == issue.id)
-                                    .group_by(o.state)).all()))
-    first, last = conn.execute(sa.select(sa.func.min(o.sent_at), sa.func.max(o.sent_at))
-                               .where(o.issue_id == issue.id, o.state == "sent")).one()
-    span = (_aware(last) - _aware(first)).total_seconds() if first and last else 0
-    failures = conn.execute(sa.select(o.email, o.last_code, o.last_answer)
-                            .where(o.issue_id == issue.id, o.state == "failed").order_by(o.id).limit(max_failures)).all()
-    return Report(
-        issue=slug, state=issue.state, pause_reason=issue.pause_reason, counts=counts,
-        failures=[Failure(f.email, f.last_code, f.last_answer or "") for f in failures],
-        rate=round(counts["sent"] / span, 1) if span > 0 else None,
-    )
+        return now
+    due = conn.scalar(sa.select(sa.func.min(o.next_attempt_at)).where(o.issue_id == iid,
+                                                                      o.state == RowState.DEFERRED))
+    return None if due is None else aware(due)
 
 
 def due_count(conn: Connection, iid: int) -> int:
     """Rows still to deliver (queued, or deferred whenever they come due)."""
     o = t.outbox.c
-    return conn.scalar(sa.select(sa.func.count()).where(o.issue_id == iid, o.state.in_(("queued", "deferred")))) or 0
+    return conn.scalar(sa.select(sa.func.count()).where(o.issue_id == iid, o.state.in_(DUE))) or 0
 
 
 def skip_gone(conn: Connection, iid: int, now: datetime) -> int:
@@ -366,6 +269,6 @@ def skip_gone(conn: Connection, iid: int, now: datetime) -> int:
     o, s = t.outbox.c, t.subscribers.c
     active = sa.select(s.id).where(s.status == "active").scalar_subquery()
     return conn.execute(t.outbox.update().where(
-        o.issue_id == iid, o.state.in_(("queued", "deferred")),
+        o.issue_id == iid, o.state.in_(DUE),
         sa.or_(o.subscriber_id.is_(None), o.subscriber_id.not_in(active)),
-    ).values(state="skipped", reason="no longer subscribed when its turn came", updated_at=now)).rowcount
+    ).values(state=RowState.SKIPPED, reason="no longer subscribed when its turn came", updated_at=now)).rowcount

@@ -1,4 +1,4 @@
-"""Subscribers: add, import and export CSV, choose areas, unsubscribe, erase, and the suppression list.
+"""Subscribers: add, choose areas, unsubscribe, erase, sign up on the web, and the suppression list.
 
 The one owner of subscriber state. Addresses are normalized by email-validator and compared
 casefolded (``email_key``), so ``Ada@Example.org`` and ``ada@example.org`` are one subscriber.
@@ -8,40 +8,33 @@ casefolded address, keyed by a random secret kept in the database, so a later im
 the address without the list holding it. Unsubscribed, bounced and blocked subscribers keep their
 row and status; an import never turns any of them, nor a suppressed address, back to active.
 
-CSV import runs in one transaction: a file that turns out not to be UTF-8 halfway, ``--strict``
-with a bad row, or ``--dry-run`` roll back and leave the list as it was. Rows are written in
-batches of ``BATCH`` with one lookup query per batch, never one query per row.
+International addresses are kept as email-validator normalizes them (a Unicode domain, NFC). One
+whose domain alone is not ASCII can always be delivered (the domain goes out as IDNA when the relay
+lacks SMTPUTF8); one whose local part is not ASCII only through a relay offering SMTPUTF8, which
+``needs_smtputf8`` tells, so the commands can say so when they accept one.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import sqlite3
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import IO
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .errors import NewsletterError
-from .store import meta_secret
-from .store import tables as t
-from .store.oncursor import OnCursor
+from .. import areas as area_names
+from ..clock import utcnow
+from ..errors import AudienceError
+from ..store import meta_secret
+from ..store import tables as t
 
-BATCH = 1000
-COLUMNS = ("email", "name", "areas")
 NAME_MAX = 200
 INACTIVE = ("unsubscribed", "bounced", "blocked")
-
-
-class AudienceError(NewsletterError):
-    """A subscriber command cannot do what was asked (unknown address, bad value, bad file)."""
 
 
 class _Rejected(ValueError):
@@ -59,10 +52,6 @@ class Subscriber:
     created_at: datetime
     confirmed_at: datetime | None
     unsubscribed_at: datetime | None
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # --- values ------------------------------------------------------------------------------------
@@ -94,29 +83,23 @@ def clean_name(raw: str) -> str:
     return name
 
 
+def needs_smtputf8(address: str) -> bool:
+    """Only a relay offering SMTPUTF8 can deliver to a non-ASCII local part (a domain has IDNA)."""
+    return not address.rpartition("@")[0].isascii()
+
+
 def parse_areas(raw: str | Iterable[str], known: Sequence[str]) -> tuple[str, ...]:
-    """``"LLM;rl"`` → ``("LLM", "RL")`` in the configured order; empty means all areas."""
-    items = raw.replace(",", ";").split(";") if isinstance(raw, str) else list(raw)
-    by_fold = {a.casefold(): a for a in known}
-    chosen = set()
-    for item in (i.strip() for i in items):
-        if not item:
-            continue
-        if item.casefold() not in by_fold:
-            raise _Rejected(f"unknown area {item!r} (choose from {', '.join(known)})")
-        chosen.add(by_fold[item.casefold()])
-    return () if len(chosen) == len(known) else tuple(a for a in known if a in chosen)
+    """``"LLM;rl"`` → ``("LLM", "RL")`` (``areas.parse``), an unknown name as this row's reason."""
+    try:
+        return area_names.parse(raw, known)
+    except area_names.UnknownArea as exc:
+        raise _Rejected(str(exc)) from None
 
 
-def join_areas(areas: Sequence[str]) -> str:
-    return ";".join(areas)
+join_areas, split_areas = area_names.join, area_names.split
 
 
-def split_areas(stored: str) -> tuple[str, ...]:
-    return tuple(a for a in stored.split(";") if a)
-
-
-def _record(row: sa.Row) -> Subscriber:
+def _record(row: sa.Row[Any]) -> Subscriber:
     return Subscriber(row.id, row.email, row.name, split_areas(row.areas), row.status, row.source,
                       row.created_at, row.confirmed_at, row.unsubscribed_at)
 
@@ -351,198 +334,3 @@ def _area_counts(conn: Connection, known: Sequence[str]) -> dict[str, int]:
 def active_count(conn: Connection) -> int:
     return conn.scalar(sa.select(sa.func.count()).select_from(t.subscribers)
                        .where(t.subscribers.c.status == "active")) or 0
-
-
-# --- CSV import --------------------------------------------------------------------------------
-
-
-@dataclass
-class ImportResult:
-    rows: int = 0
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    not_reactivated: int = 0   # unsubscribed / bounced / blocked rows left as they are
-    suppressed: int = 0        # erased addresses, recognised by their hash
-    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
-    ignored_columns: list[str] = field(default_factory=list)
-    written: bool = False
-
-
-@dataclass(frozen=True)
-class _Good:
-    email: str
-    name: str
-    areas: str
-
-
-def import_csv(conn: Connection, path: Path, known: Sequence[str], *, strict: bool = False,
-               dry_run: bool = False, progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Import a CSV file inside the caller's transaction; roll back yourself unless ``result.written``."""
-    result = ImportResult()
-    now = utcnow()
-    pending: list[tuple[int, _Good]] = []
-    with _Seen() as seen:
-        for line, item in _rows(path, known, result):
-            result.rows += 1
-            if isinstance(item, str):
-                result.rejected.append((line, item))
-            else:
-                pending.append((line, item))
-            if len(pending) >= BATCH:
-                _write_batch(conn, seen.first_of_each(pending, result), result, now)
-                pending = []
-            if progress and result.rows % BATCH == 0:
-                progress(result.rows)
-        _write_batch(conn, seen.first_of_each(pending, result), result, now)
-    result.rejected.sort()
-    if progress:
-        progress(result.rows)
-    result.written = not dry_run and not (strict and result.rejected)
-    return result
-
-
-class _Seen:
-    """The addresses of the file so far and the line each first came on, for "duplicate of line N".
-
-    Kept in a private temporary SQLite database (the empty file name: on disk, deleted when closed)
-    rather than a dict, so memory stays flat however long the file: a dict of every address took
-    the import of 1,000,000 rows to 227 MB, this keeps it at 94 MB for a cost of about 4 µs a row.
-    It holds SHA-256 digests, never the addresses.
-    """
-
-    def __enter__(self) -> _Seen:
-        self.db = sqlite3.connect("")
-        self.db.execute("PRAGMA journal_mode=OFF")
-        self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute("CREATE TABLE seen (digest BLOB PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.db.close()
-
-    def first_of_each(self, rows: list[tuple[int, _Good]], result: ImportResult) -> list[_Good]:
-        """The rows whose address is new to the file; the others are rejected as duplicates."""
-        digests = [hashlib.sha256(email_key(good.email).encode()).digest() for _, good in rows]
-        first: dict[bytes, int] = {}
-        for (line, _), digest in zip(rows, digests):
-            first.setdefault(digest, line)
-        before = self.db.total_changes
-        self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", first.items())
-        earlier: dict[bytes, int] = {}
-        if self.db.total_changes - before < len(first):  # some came on an earlier batch's line: which
-            marks = ",".join("?" * len(first))
-            earlier = {digest: line for digest, line in self.db.execute(
-                f"SELECT digest, line FROM seen WHERE digest IN ({marks})", list(first)) if line != first[digest]}
-        fresh = []
-        for (line, good), digest in zip(rows, digests):
-            if (was := earlier.get(digest, first[digest])) != line:
-                result.rejected.append((line, f"duplicate of line {was} ({good.email})"))
-            else:
-                fresh.append(good)
-        return fresh
-
-
-def _rows(path: Path, known: Sequence[str], result: ImportResult) -> Iterator[tuple[int, _Good | str]]:
-    """(line, good row or reason) for each data row; a file that is not CSV/UTF-8 is an error."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            yield from _parse(path, handle, known, result)
-    except UnicodeDecodeError as exc:
-        raise AudienceError(f"{path}: not UTF-8 text (byte {exc.start}); save it as CSV UTF-8") from None
-    except OSError as exc:
-        raise AudienceError(f"{path}: cannot read: {exc.strerror}") from None
-
-
-def _parse(path: Path, handle: IO[str], known: Sequence[str], result: ImportResult) -> Iterator[tuple[int, _Good | str]]:
-    reader = csv.reader(handle, strict=True)
-    try:
-        header = [h.strip().casefold() for h in next(reader, [])]
-        if "email" not in header or "\x00" in "".join(header):
-            found = ",".join(header)[:60]
-            raise AudienceError(f"{path}: not a subscriber CSV: line 1 must be the header email,name,areas"
-                                f" (found {found!r})")
-        result.ignored_columns = [h for h in header if h not in COLUMNS]
-        index = {name: header.index(name) for name in COLUMNS if name in header}
-        line = reader.line_num + 1
-        for fields in reader:
-            if fields:  # a blank line is not a row
-                yield line, _check(fields, header, index, known)
-            line = reader.line_num + 1
-    except csv.Error as exc:
-        raise AudienceError(f"{path}: line {reader.line_num}: not valid CSV: {exc}") from None
-
-
-def _check(fields: list[str], header: list[str], index: dict[str, int], known: Sequence[str]) -> _Good | str:
-    if len(fields) < len(header):
-        return f"missing column {header[len(fields)]!r} ({len(fields)} fields, the header has {len(header)})"
-    if len(fields) > len(header):
-        return f"{len(fields)} fields, the header has {len(header)}"
-    try:
-        email = normalize_email(fields[index["email"]])
-        name = clean_name(fields[index["name"]]) if "name" in index else ""
-        areas = join_areas(parse_areas(fields[index["areas"]], known)) if "areas" in index else ""
-    except _Rejected as exc:
-        return str(exc)
-    return _Good(email, name, areas)
-
-
-# Run on the DBAPI cursor: the insert took 14.8 µs a row through Core's executemany, 9.6 µs this way
-# (50 batches of 1,000 into a fresh SQLite file, SQLite's own index work included).
-_IMPORTED = OnCursor(t.subscribers.insert().values(
-    email=sa.bindparam("email"), email_key=sa.bindparam("email_key"), name=sa.bindparam("name"),
-    areas=sa.bindparam("areas"), status="active", source="import", created_at=sa.bindparam("now"),
-    updated_at=sa.bindparam("now")))
-
-
-def _write_batch(conn: Connection, batch: list[_Good], result: ImportResult, now: datetime) -> None:
-    """One lookup of the batch's addresses and hashes, then bulk inserts and updates."""
-    if not batch:
-        return
-    s = t.subscribers.c
-    keys = [email_key(g.email) for g in batch]
-    existing = {r.email_key: r for r in conn.execute(
-        sa.select(s.id, s.email_key, s.name, s.areas, s.status).where(s.email_key.in_(keys)))}
-    secret = meta_secret(conn, "suppression_key").encode()
-    hashes = {k: hmac.new(secret, k.encode(), hashlib.sha256).hexdigest() for k in keys}
-    suppressed = suppressed_hashes(conn, list(hashes.values()))
-    inserts, updates = [], []
-    for good, key in zip(batch, keys):
-        old = existing.get(key)
-        if old is None and hashes[key] in suppressed:
-            result.suppressed += 1
-        elif old is None:
-            inserts.append({"email": good.email, "email_key": key, "name": good.name, "areas": good.areas})
-        elif old.status in INACTIVE:
-            result.not_reactivated += 1
-        elif (old.name, old.areas) == (good.name, good.areas):
-            result.unchanged += 1
-        else:
-            updates.append({"b_id": old.id, "b_name": good.name, "b_areas": good.areas, "b_now": now})
-    if inserts:
-        _IMPORTED.run_many(conn, inserts, {"now": now})
-    if updates:
-        conn.execute(t.subscribers.update().where(s.id == sa.bindparam("b_id")).values(
-            name=sa.bindparam("b_name"), areas=sa.bindparam("b_areas"), updated_at=sa.bindparam("b_now")), updates)
-    result.added += len(inserts)
-    result.updated += len(updates)
-
-
-# --- CSV export --------------------------------------------------------------------------------
-
-
-def export_csv(conn: Connection, out: IO[str], status: str = "active") -> int:
-    """Write ``email,name,areas`` for every subscriber in ``status``, streamed in keyset pages."""
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    s = t.subscribers.c
-    last, count = 0, 0
-    while True:
-        rows = conn.execute(sa.select(s.id, s.email, s.name, s.areas).where(s.status == status, s.id > last)
-                            .order_by(s.id).limit(BATCH)).all()
-        if not rows:
-            return count
-        writer.writerows((r.email, r.name, r.areas) for r in rows)
-        count += len(rows)
-        last = rows[-1].id
-

@@ -1,5 +1,6 @@
-"""One reused SMTP connection, and what each answer means for the row being sent.
+"""The SMTP transport: one reused connection, and what each answer means for the row being sent.
 
+The only module that knows the wire: dot-stuffing, PIPELINING, SMTPUTF8 and 8BITMIME, reply codes.
 The classification (after GNU Mailman's and listmonk's): a 2xx after DATA is sent; a 4xx, a
 dropped line or a time-out is *deferred* (try again later); a 5xx for the recipient is *failed*,
 and a 5xx that says the mailbox does not exist is a hard bounce; a refusal of the login or of the
@@ -9,36 +10,21 @@ sender is a fault of the whole send (``SendFault``), which pauses it.
 from __future__ import annotations
 
 import email.utils
-import enum
 import functools
 import re
 import smtplib
 import socket
 import ssl
-from dataclasses import dataclass
 
-from .config import SmtpSection
-from .errors import SendFault
+from ..config import SmtpSection
+from ..errors import SendFault
+from .transport import Outcome, Outgoing, Result
 
 _HARD_BOUNCE = re.compile(
     r"\b5\.1\.[0-3]\b|user unknown|unknown user|no such user|does not exist|unknown recipient"
     r"|recipient (address )?rejected|mailbox unavailable|invalid recipient",
     re.IGNORECASE,
 )
-
-
-class Outcome(enum.Enum):
-    SENT = "sent"
-    DEFERRED = "deferred"
-    FAILED = "failed"
-    BOUNCED = "bounced"  # failed, and the address does not exist
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    code: int | None
-    answer: str
 
 
 def classify(code: int, answer: str, at_recipient: bool) -> Outcome:
@@ -56,7 +42,16 @@ def _text(resp: bytes | str) -> str:
     return (resp.decode("utf-8", "replace") if isinstance(resp, bytes) else resp).replace("\r", " ").replace("\n", " ")
 
 
-class Connection:
+def dot_stuffed(data: bytes) -> bytes:
+    """The message as DATA carries it (RFC 5321 4.5.2): a line starting with '.' gets another.
+
+    bytes.replace, not smtplib's regex: 0.5 ms per 60 KB there, about 10 µs here.
+    """
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+class SmtpTransport:
     """An SMTP session reused for many messages; opened lazily, reopened after a drop."""
 
     def __init__(self, cfg: SmtpSection, local_hostname: str | None = None) -> None:
@@ -119,18 +114,23 @@ class Connection:
         if smtp is not None:
             smtp.close()
 
-    def deliver(self, envelope_from: str, rcpt: str, data: bytes, smtputf8: bool = False) -> Result:
-        """Send one prepared message (dot-stuffed, CRLF, no final '.'); never raises for a row's fate.
-
-        Raises ``SendFault`` only for faults of the whole send (login or sender refused).
-        """
+    def deliver(self, msg: Outgoing) -> Result:
+        """Send one message; never raises for a row's fate, only ``SendFault`` for the whole send's."""
         try:
-            return self._transaction(self.open(), envelope_from, rcpt, data, smtputf8)
+            smtp = self.open()
+            form = msg
+            if msg.international and not smtp.has_extn("smtputf8"):
+                if msg.ascii is None:
+                    return Result(Outcome.FAILED, None, "the relay does not offer SMTPUTF8, which an address "
+                                  f"with a non-ASCII local part needs: {msg.rcpt}")
+                form = msg.ascii  # the domain as IDNA (punycode), headers plain ASCII
+            return self._transaction(smtp, form.sender, form.rcpt, dot_stuffed(form.data), form.international)
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError, socket.timeout,
                 TimeoutError, OSError) as exc:
             self.drop()
             code = getattr(exc, "smtp_code", None)
-            return Result(Outcome.DEFERRED, code, f"connection: {type(exc).__name__}: {exc}".strip())
+            where = f"{self.cfg.host}:{self.cfg.port}"
+            return Result(Outcome.DEFERRED, code, f"connection to {where}: {type(exc).__name__}: {exc}".strip())
         except smtplib.SMTPResponseException as exc:
             self.drop()
             return Result(classify(exc.smtp_code, _text(exc.smtp_error), False), exc.smtp_code, _text(exc.smtp_error))
@@ -146,9 +146,6 @@ class Connection:
         """
         if _UNSAFE_ADDRESS.search(rcpt) or not rcpt:
             return Result(Outcome.FAILED, None, f"the address {rcpt!r} cannot be given to SMTP")
-        if smtputf8 and not smtp.has_extn("smtputf8"):
-            return Result(Outcome.FAILED, None,
-                          f"the relay does not take internationalized addresses (SMTPUTF8): {rcpt}")
         commands = (f"MAIL FROM:<{_mailbox(sender)}>{self._mail_options(smtp, smtputf8)}\r\n".encode(),
                     f"RCPT TO:<{rcpt}>\r\n".encode(), b"DATA\r\n")
         pipelined = smtp.has_extn("pipelining")
@@ -175,7 +172,6 @@ class Connection:
                 return self._refused_sender(smtp, code, answer)
             smtp.rset()
             return Result(classify(code, answer, at_recipient=refused == 1), code, answer)
-        # The body is dot-stuffed already (per group, in message.py), so send it as it is.
         smtp.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
         code, resp = smtp.getreply()
         if code == 421:  # accepted nothing and closing: reconnect before the next message

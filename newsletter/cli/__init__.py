@@ -1,0 +1,18 @@
+"""The ``newsletter`` command: thin wrappers over the library, one group, an Example in each help.
+
+    base         the group, its state, errors → one line, progress bars
+    issues       issue list / check / approve, preview          (editors)
+    subscribers  init, subscribers add / import / export / …    (operators)
+    sending      send, report, worker, schedule                 (operators)
+    site         demo, serve
+"""
+
+from . import issues, sending, site, subscribers  # noqa: F401  (each registers its commands)
+from .base import cli
+
+
+def main() -> None:
+    cli(prog_name="newsletter")
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,92 @@
+"""``newsletter issue …`` and ``newsletter preview``: the editor's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from .. import lifecycle
+from ..clock import utcnow
+from ..content import find_issue, issue_files, load_issue
+from ..errors import NewsletterError
+from ..preview import write_preview
+from ..render import Renderer
+from .base import Group, State, cli, console, group_option, pass_state
+
+
+@cli.group(cls=Group)
+def issue() -> None:
+    """Weekly issue files in issues/."""
+
+
+@issue.command("list")
+@pass_state
+def issue_list(state: State) -> None:
+    """List the issue files, newest last.
+
+    Example: newsletter issue list
+    """
+    table = Table("issue", "title", "papers", "ready")
+    for path in issue_files(state.config.path("issues")):
+        try:
+            item = load_issue(path, state.areas)
+            table.add_row(item.slug, item.title, str(len(item.papers)), "yes" if item.ready else "no")
+        except NewsletterError as exc:
+            table.add_row(path.stem, f"[red]invalid: {exc}[/red]", "", "")
+    console.print(table)
+
+
+@issue.command("check")
+@click.argument("ref", metavar="[ISSUE]", required=False)
+@pass_state
+def issue_check(state: State, ref: str | None) -> None:
+    """Validate one issue file (a stem like 2026-05-17, or latest) or all of them.
+
+    Example: newsletter issue check 2026-05-28
+    """
+    issues_dir = state.config.path("issues")
+    paths = [find_issue(issues_dir, ref)] if ref else issue_files(issues_dir)
+    errors = 0
+    for path in paths:
+        try:
+            item = load_issue(path, state.areas)
+            console.print(f"ok  {path.name}: {len(item.papers)} papers, {'ready' if item.ready else 'draft'}")
+        except NewsletterError as exc:
+            errors += 1
+            click.echo(f"error: {exc}", err=True)
+    if errors:
+        raise SystemExit(1)
+
+
+@issue.command("approve")
+@click.argument("ref", metavar="ISSUE")
+@pass_state
+def issue_approve(state: State, ref: str) -> None:
+    """Mark an issue ready for the weekly send without editing its file.
+
+    Example: newsletter issue approve 2026-05-28
+    """
+    item = load_issue(find_issue(state.config.path("issues"), ref), state.areas)
+    with state.engine.begin() as conn:
+        lifecycle.approve(conn, item.slug, utcnow())
+    click.echo(f"Approved {item.slug}: the weekly send of its week will send it.")
+
+
+@cli.command()
+@click.argument("ref", metavar="ISSUE", default="latest")
+@click.option("--areas", help="Only this group, e.g. LLM,RL (default: every group).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder to write to.")
+@pass_state
+def preview(state: State, ref: str, areas: str | None, out: Path | None) -> None:
+    """Write the HTML and text of each group of an issue, with an index page. No database, no SMTP.
+
+    Example: newsletter preview latest --areas LLM,RL
+    """
+    config = state.config
+    item = load_issue(find_issue(config.path("issues"), ref), state.areas)
+    group = group_option(config, areas)
+    target = out or config.path("preview") / item.slug
+    index = write_preview(Renderer(config), item, target, [group] if group else None)
+    click.echo(f"Preview written: {index}")

@@ -1,0 +1,177 @@
+"""``newsletter send``, ``report``, ``worker`` and ``schedule``: thin wrappers over ``send.Campaign``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+from collections.abc import Callable
+
+import click
+from rich.table import Table
+
+from ..audience import normalize_email
+from ..clock import utcnow
+from ..content import find_issue, load_issue
+from ..send import Campaign, Events, Mode, Options, Outcome, Plan, Report, Run, Started, Worker, report
+from ..send.outbox import worker_name
+from .base import State, cli, console, db_label, group_option, log_to_stdout, pass_state, progress
+
+
+class CliEvents(Events):
+    """What a send prints as it goes: what was queued or found, a progress bar on a terminal."""
+
+    def __init__(self, slug: str) -> None:
+        self.slug = slug
+
+    def started(self, started: Started) -> None:
+        if started.created is not None:
+            click.echo(f"{self.slug}: {started.created.queued} queued, {started.created.skipped} skipped "
+                       "(no paper this week meets their areas).")
+        if started.recovered_unknown:
+            click.echo(f"{started.recovered_unknown} row(s) were mid-transfer when a send stopped: marked unknown, "
+                       "not resent (use --resend-unknown to resend them).", err=True)
+
+    def progress(self, started: Started) -> contextlib.AbstractContextManager[Callable[[int], None]]:
+        return progress(f"Sending {self.slug}", total=started.due, rate=True)
+
+
+@cli.command()
+@click.argument("ref", metavar="ISSUE")
+@click.option("--dry-run", is_flag=True, help="Say how many would get which group and how many are skipped.")
+@click.option("--test-to", metavar="ADDRESS", help="Send one [Test] copy to this address only (drafts too); "
+              "the outbox is untouched.")
+@click.option("--areas", help="With --test-to: the group to send (default: all areas).")
+@click.option("--resend-unknown", is_flag=True,
+              help="Also resend rows whose fate is unknown (the process died during their SMTP transfer).")
+@click.option("--no-wait", is_flag=True, help="Do not wait for deferred rows to come due; a later run retries them.")
+@click.option("--enqueue", is_flag=True, help="Only create the outbox; `newsletter worker` processes deliver it.")
+@pass_state
+def send(state: State, ref: str, dry_run: bool, test_to: str | None, areas: str | None, resend_unknown: bool,
+         no_wait: bool, enqueue: bool) -> None:
+    """Send an issue to every active subscriber, or resume its send. A sent row is never sent again.
+
+    Only a ready issue (ready = true, or `newsletter issue approve`) goes to the list.
+
+    Example: newsletter send 2026-05-28
+    """
+    config = state.config
+    path = find_issue(config.path("issues"), ref)
+    item = load_issue(path, state.areas)
+    if areas and not test_to:
+        raise click.UsageError("--areas goes with --test-to (a real send gives each subscriber their own group)")
+    mode = Mode.TEST if test_to else Mode.DRY_RUN if dry_run else Mode.ENQUEUE if enqueue else Mode.SEND
+    options = Options(resend_unknown=resend_unknown, wait=not no_wait, test_to=_address(test_to),
+                      test_areas=group_option(config, areas) or ())
+    run = Campaign(config, state.engine, item, path=path, events=CliEvents(item.slug)).run(mode, options)
+    _print_run(item.slug, run, options)
+
+
+def _address(test_to: str | None) -> str:
+    if not test_to:
+        return ""
+    try:
+        return normalize_email(test_to)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--test-to") from None
+
+
+def _print_run(slug: str, run: Run, options: Options) -> None:
+    if run.plan is not None:
+        _print_plan(slug, run.plan)
+    elif run.test is not None:
+        if run.test.outcome is not Outcome.SENT:
+            raise click.ClickException(f"test copy to {options.test_to} not accepted: {run.test.code} {run.test.answer}")
+        group = ", ".join(options.test_areas) or "all areas"
+        click.echo(f"Test copy of {slug} ({group}) sent to {options.test_to}.")
+    elif run.report is None and run.started is not None:
+        created = run.started.created
+        made = f"{created.queued} queued, {created.skipped} skipped" if created else "found"
+        click.echo(f"{slug}: outbox {made}; {run.started.due} due for `newsletter worker`.")
+    elif run.report is not None:
+        print_report(run.report)
+        if run.report.state == "paused":
+            raise SystemExit(1)
+
+
+def _print_plan(slug: str, found: Plan) -> None:
+    table = Table("group", "subscribers", title=f"{slug}: dry run, nothing sent")
+    for key, count in found.groups.items():
+        table.add_row(key, str(count))
+    table.add_row("[dim]skipped: no paper meets their areas[/dim]", str(found.skipped))
+    console.print(table)
+    click.echo(f"Would send {sum(found.groups.values())} messages; {found.skipped} skipped.")
+
+
+@cli.command("report")
+@click.argument("ref", metavar="ISSUE", default="latest")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_state
+def report_cmd(state: State, ref: str, as_json: bool) -> None:
+    """Counts by state, the send rate, and every failure with the server's answer.
+
+    Example: newsletter report 2026-05-28 --json
+    """
+    slug = find_issue(state.config.path("issues"), ref).stem if ref == "latest" else ref
+    with state.engine.connect() as conn:
+        found = report(conn, slug)
+    if found is None:
+        raise click.ClickException(f"issue {slug!r} has not been sent (no outbox in {db_label(state.engine)})")
+    if as_json:
+        click.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print_report(found)
+
+
+def print_report(found: Report) -> None:
+    table = Table(*found.counts, title=f"{found.issue}: {found.state}")
+    table.add_row(*(str(n) for n in found.counts.values()))
+    console.print(table)
+    if found.rate:
+        console.print(f"Send rate: {found.rate} messages/s")
+    if found.pause_reason:
+        console.print(f"[red]Paused:[/red] {found.pause_reason}", markup=True)
+    if found.failures:
+        failures = Table("email", "code", "answer", title="Failures")
+        for failure in found.failures:
+            failures.add_row(failure.email, str(failure.code or ""), failure.answer)
+        console.print(failures)
+
+
+@cli.command("schedule")
+@click.option("--show", is_flag=True, help="Print the next run times in the configured time zone and exit.")
+@pass_state
+def schedule_cmd(state: State, show: bool) -> None:
+    """Run the weekly send (APScheduler) until SIGTERM or Ctrl-C; the job is kept in the database.
+
+    Example: newsletter schedule --show
+    """
+    from .. import schedule
+    from ..config import config_path
+
+    cfg = state.config.schedule
+    if show:
+        click.echo(f"Weekly send: {cfg.day} {cfg.time} {cfg.timezone}, grace {cfg.grace_hours:g} h. Next runs:")
+        for runtime in schedule.next_runs(cfg, utcnow()):
+            click.echo(f"  {runtime:%a %Y-%m-%d %H:%M %Z (UTC%z)}")
+        return
+    log_to_stdout()
+    schedule.run(state.config, config_path(state.config_file).resolve())
+
+
+@cli.command("worker")
+@click.option("--exit-when-idle", is_flag=True, help="Exit after a round that finds nothing to deliver (cron, tests).")
+@pass_state
+def worker_cmd(state: State, exit_when_idle: bool) -> None:
+    """Deliver the outbox of every issue being sent, beside any number of other workers.
+
+    Runs until SIGTERM or Ctrl-C (it finishes the message in flight and gives back its claims).
+
+    Example: newsletter worker
+    """
+    log_to_stdout()
+    worker = Worker(state.config, state.engine)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop.set())
+    totals = worker.run(exit_when_idle)
+    click.echo(f"worker {worker_name()}: delivered {totals.delivered} in {totals.rounds} round(s)")

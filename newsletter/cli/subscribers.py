@@ -1,0 +1,187 @@
+"""``newsletter init`` and ``newsletter subscribers …``: the list and the database it lives in."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from .. import areas as area_names
+from .. import audience, store
+from ..store.tables import SUBSCRIBER_STATUSES
+from .base import Group, State, cli, console, pass_state, progress
+
+@cli.command()
+@pass_state
+def init(state: State) -> None:
+    """Create the database or bring it to the latest schema; harmless to run again.
+
+    Example: newsletter init
+    """
+    engine = store.engine_for(state.config.database_url)
+    try:
+        before, after = store.migrate(engine)
+    finally:
+        engine.dispose()
+    where = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        click.echo(f"Database {where} is up to date (schema {after}).")
+    else:
+        click.echo(f"Database {where}: schema {before or 'empty'} -> {after}.")
+
+
+@cli.group(cls=Group)
+def subscribers() -> None:
+    """The subscriber list: add, import, export, list, choose areas, unsubscribe, erase."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Display name used in the greeting and the To header.")
+@click.option("--areas", default="", help="Chosen areas, e.g. LLM,RL (default: all areas).")
+@pass_state
+def subscribers_add(state: State, email: str, name: str, areas: str) -> None:
+    """Add one active subscriber.
+
+    Example: newsletter subscribers add ada@example.org --name "Ada Lovelace" --areas LLM,RL
+    """
+    with state.engine.begin() as conn:
+        sub = audience.add(conn, email, name, areas, state.areas, source="cli")
+    click.echo(f"Added {sub.email} ({area_names.label(sub.areas)}).")
+    if audience.needs_smtputf8(sub.email):
+        click.echo(f"Note: {sub.email} has a non-ASCII local part: only a relay offering SMTPUTF8 can deliver to it.",
+                   err=True)
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check the file and count what would change; write nothing.")
+@click.option("--strict", is_flag=True, help="Import nothing unless every row is good.")
+@pass_state
+def subscribers_import(state: State, file: Path, dry_run: bool, strict: bool) -> None:
+    """Import a CSV file with the header email,name,areas (areas separated by ';', empty = all).
+
+    New addresses are added, known ones get the file's name and areas; unsubscribed, bounced,
+    blocked and erased addresses are never made active again. Bad rows are listed with their
+    line numbers and not imported; the command then exits with status 1.
+
+    Example: newsletter subscribers import subscribers/sample.csv --dry-run
+    """
+    engine = state.engine
+    with engine.connect() as conn, progress(f"Importing {file.name}") as tick:
+        with conn.begin() as txn:
+            result = audience.import_csv(conn, file, state.areas, strict=strict, dry_run=dry_run, progress=tick)
+            if not result.written:
+                txn.rollback()
+    _print_import(file, result, dry_run, strict)
+    if result.rejected:
+        raise SystemExit(1)
+
+
+def _print_import(file: Path, result: audience.ImportResult, dry_run: bool, strict: bool) -> None:
+    for line, reason in result.rejected:
+        click.echo(f"{file}: line {line}: {reason}", err=True)
+    if result.needs_smtputf8:
+        lines = ", ".join(str(n) for n in result.needs_smtputf8[:10]) + (" …" if len(result.needs_smtputf8) > 10 else "")
+        click.echo(f"{file}: {len(result.needs_smtputf8)} address(es) with a non-ASCII local part (line {lines}): "
+                   "only a relay offering SMTPUTF8 can deliver to them", err=True)
+    if result.ignored_columns:
+        click.echo(f"{file}: ignored column(s): {', '.join(result.ignored_columns)}", err=True)
+    verb = "would add" if dry_run else "added"
+    summary = (f"{result.rows} rows: {verb} {result.added}, updated {result.updated}, unchanged {result.unchanged}, "
+               f"kept unsubscribed/bounced/blocked {result.not_reactivated}, suppressed {result.suppressed}, "
+               f"rejected {len(result.rejected)}")
+    if dry_run:
+        summary += " (dry run: nothing written)"
+    elif not result.written:
+        summary = f"{result.rows} rows, rejected {len(result.rejected)}: --strict, so nothing was imported"
+    click.echo(summary)
+
+
+@subscribers.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--status", default="active", show_default=True, type=click.Choice(SUBSCRIBER_STATUSES),
+              help="Which subscribers to export.")
+@pass_state
+def subscribers_export(state: State, file: Path | None, status: str) -> None:
+    """Write the list as CSV (email,name,areas) to FILE, or to stdout.
+
+    Example: newsletter subscribers export list.csv
+    """
+    with state.engine.connect() as conn:
+        if file is None:
+            audience.export_csv(conn, sys.stdout, status)
+            return
+        partial = file.with_name(file.name + ".part")
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            count = audience.export_csv(conn, out, status)
+        partial.replace(file)  # a crash never leaves a half-written file under the real name
+    click.echo(f"Exported {count} subscribers to {file}.", err=True)
+
+
+@subscribers.command("list")
+@click.option("--area", help="Only subscribers who get this area in full.")
+@click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES), help="Only subscribers with this status.")
+@click.option("--limit", default=100, show_default=True, help="Show at most this many rows.")
+@pass_state
+def subscribers_list(state: State, area: str | None, status: str | None, limit: int) -> None:
+    """Show subscribers and the counts by status and by area.
+
+    Example: newsletter subscribers list --area RL --status active
+    """
+    with state.engine.connect() as conn:
+        found = audience.listing(conn, state.areas, area, status, limit)
+    table = Table("email", "name", "areas", "status", "source", "since")
+    for sub in found.subscribers:
+        table.add_row(sub.email, sub.name, area_names.label(sub.areas), sub.status, sub.source,
+                      f"{sub.created_at:%Y-%m-%d}")
+    console.print(table)
+    shown = len(found.subscribers)
+    console.print(f"{found.matching} matching" + (f" (showing {shown})" if shown < found.matching else ""))
+    console.print("By status: " + ", ".join(f"{k} {v}" for k, v in found.by_status.items()))
+    console.print("Active, by area: " + ", ".join(f"{k} {v}" for k, v in found.by_area.items()))
+
+
+@subscribers.command("set-areas")
+@click.argument("email")
+@click.argument("areas")
+@pass_state
+def subscribers_set_areas(state: State, email: str, areas: str) -> None:
+    """Choose a subscriber's areas (comma- or ;-separated; 'all' or '' for every area).
+
+    Example: newsletter subscribers set-areas ada@example.org LLM,Agents
+    """
+    with state.engine.begin() as conn:
+        sub = audience.set_areas(conn, email, "" if areas.strip().casefold() == "all" else areas, state.areas)
+    click.echo(f"{sub.email}: {area_names.label(sub.areas)}.")
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@pass_state
+def subscribers_unsubscribe(state: State, email: str) -> None:
+    """Unsubscribe an address; it is kept, so no later import makes it active again.
+
+    Example: newsletter subscribers unsubscribe ada@example.org
+    """
+    with state.engine.begin() as conn:
+        sub = audience.unsubscribe(conn, email)
+    click.echo(f"{sub.email}: {sub.status}.")
+
+
+@subscribers.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def subscribers_delete(state: State, email: str, yes: bool) -> None:
+    """Erase a subscriber: personal data removed, a keyed hash kept so no import re-adds them.
+
+    Example: newsletter subscribers delete ada@example.org --yes
+    """
+    if not yes:
+        click.confirm(f"Erase {email} and its delivery history? This cannot be undone", abort=True)
+    with state.engine.begin() as conn:
+        audience.delete(conn, email)
+    click.echo(f"Erased {email}; its hash stays on the suppression list.")

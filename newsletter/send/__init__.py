@@ -1,0 +1,25 @@
+"""The send pipeline: every message the engine sends, and every send of an issue.
+
+    campaign   plan → enqueue → deliver → finish, one orchestration for every mode
+    pool       the sending threads: claim, begin, deliver, record; nothing one row does stalls them
+    worker     ``newsletter worker``: DELIVER passes over every issue being sent
+    outbox     the narrow store of rows (named queries); ``policy`` decides what an outcome means
+    report     counts, rate and failures of an issue's send
+    mailer     the one way out: compose → sign → transport
+    compose    the message bytes (issue copies from prepared parts, the confirmation mail)
+    groups     which group each subscriber gets, each rendered once
+    sign       DKIM
+    transport  the seam (``Outgoing``, ``Result``, ``Transport``) and the directory transport
+    smtp       the SMTP transport: the only module that knows the wire
+
+Imports run one way: campaign/worker → pool → mailer → compose/sign/transport.
+"""
+
+from .campaign import Campaign, Events, Mode, Options, Plan, Run, Started
+from .mailer import Mailer, Recipient
+from .report import Report, report
+from .transport import Outcome, Outgoing, Result
+from .worker import Worker
+
+__all__ = ["Campaign", "Events", "Mailer", "Mode", "Options", "Outcome", "Outgoing", "Plan", "Recipient", "Report",
+           "Result", "Run", "Started", "Worker", "report"]

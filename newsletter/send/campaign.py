@@ -1,0 +1,201 @@
+"""One send of one issue, orchestrated in one place: plan → enqueue → deliver → finish.
+
+Every way an issue goes out runs through ``Campaign.run`` with a ``Mode``: ``newsletter send``
+(SEND), ``send --enqueue`` (ENQUEUE) and the workers that deliver it (DELIVER), the weekly
+schedule (SEND), ``send --dry-run`` (DRY_RUN) and ``send --test-to`` (TEST). The ready gate is
+here: only an issue marked ``ready = true`` or approved is enqueued for the list; a test copy of a
+draft is what editors send, so TEST and DRY_RUN pass the gate.
+
+    mode      plan  gate  enqueue  deliver                 finish
+    DRY_RUN    ✓
+    TEST       ✓            (one copy to the editor, no outbox)
+    ENQUEUE          ✓      ✓
+    SEND             ✓      ✓      ✓ (waits for deferred)  ✓
+    DELIVER                        ✓ (what is due now)     ✓
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from .. import areas, lifecycle
+from ..clock import SYSTEM, Clock
+from ..config import Config
+from ..content import Issue
+from ..errors import SendFault
+from ..lifecycle import IssueState
+from ..links import links_for
+from . import outbox
+from .compose import prepare
+from .groups import Groups
+from .mailer import Mailer, Recipient
+from .pool import Delivery
+from .report import Report, report
+from .transport import Result
+
+
+class Mode(enum.StrEnum):
+    DRY_RUN = "dry-run"
+    TEST = "test"
+    ENQUEUE = "enqueue"
+    SEND = "send"
+    DELIVER = "deliver"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``send --dry-run`` prints: how many get which group, how many are skipped."""
+
+    groups: dict[str, int]
+    skipped: int
+
+
+@dataclass(frozen=True)
+class Started:
+    """What the enqueue step found or made before any message goes out."""
+
+    iid: int
+    created: outbox.Counts | None  # None: the outbox existed already (a resumed send)
+    recovered_unknown: int         # rows left mid-transfer by a process that died
+    requeued_unknown: int          # unknown rows put back on --resend-unknown
+    due: int                       # rows to deliver now
+
+
+@dataclass(frozen=True)
+class Options:
+    resend_unknown: bool = False   # also resend rows whose fate is unknown
+    wait: bool = True              # SEND: wait for deferred rows to come due
+    test_to: str = ""              # TEST: the editor's address ...
+    test_areas: tuple[str, ...] = ()  # ... and the group to send (default: every area)
+
+
+@dataclass(frozen=True)
+class Run:
+    mode: Mode
+    plan: Plan | None = None
+    started: Started | None = None
+    report: Report | None = None
+    test: Result | None = None
+    fault: str | None = None
+    delivered: int = 0
+
+
+class Events:
+    """What the caller hears while a send goes; the CLI prints it, the defaults say nothing."""
+
+    def started(self, started: Started) -> None:
+        pass
+
+    def progress(self, started: Started) -> contextlib.AbstractContextManager[Callable[[int], None]]:
+        return contextlib.nullcontext(lambda _n: None)
+
+
+class Campaign:
+    """An issue's send, as one process takes part in it."""
+
+    def __init__(self, config: Config, engine: sa.Engine, issue: Issue, *, path: Path | None = None,
+                 clock: Clock = SYSTEM, stop: threading.Event | None = None, events: Events | None = None,
+                 mailer: Mailer | None = None) -> None:
+        self.config, self.engine, self.issue, self.path = config, engine, issue, path
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.events = events or Events()
+        self.mailer = mailer or Mailer(config, clock)
+        self.groups = Groups(config, issue, self.mailer.sender)
+        self.links = links_for(config, engine)
+
+    def run(self, mode: Mode, options: Options = Options()) -> Run:
+        if mode is Mode.DRY_RUN:
+            return Run(mode, plan=self.plan())
+        if mode is Mode.TEST:
+            return Run(mode, test=self.test_copy(options.test_to, options.test_areas))
+        started = self.start(mode, options.resend_unknown)
+        if mode is Mode.ENQUEUE:
+            return Run(mode, started=started)
+        self.events.started(started)
+        delivery = self.deliver(started, wait=mode is Mode.SEND and options.wait)
+        self.finish(started.iid, delivery.state.fault)
+        return Run(mode, started=started, report=self.report(), fault=delivery.state.fault,
+                   delivered=delivery.state.done)
+
+    # --- the steps -------------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        counts: dict[str, int] = {}
+        skipped = 0
+        with self.engine.connect() as conn:
+            for batch in outbox.active_subscribers(conn):
+                for sub in batch:
+                    key = self.groups.key_for(sub.areas)
+                    if key is None:
+                        skipped += 1
+                    else:
+                        counts[key] = counts.get(key, 0) + 1
+        return Plan(dict(sorted(counts.items())), skipped)
+
+    def start(self, mode: Mode, resend_unknown: bool = False) -> Started:
+        """Gate, then make the issue's outbox (issue row and every row in one transaction) or find it;
+        turn the rows of processes that died mid-transfer into ``unknown``."""
+        now, slug = self.clock.now(), self.issue.slug
+        created = None
+        with self.engine.begin() as conn:
+            if mode is not Mode.DELIVER:
+                lifecycle.require_ready(conn, self.issue, self.path)
+            iid = lifecycle.issue_id(conn, slug)
+            if iid is None:
+                if mode is Mode.DELIVER:
+                    raise SendFault(f"{slug} has no outbox: run `newsletter send {slug} --enqueue` first")
+                iid = lifecycle.create_issue(conn, slug, self.issue.title, now)
+                created = outbox.enqueue(conn, iid, self.groups.key_for, now)
+        with self.engine.begin() as conn:
+            recovered = outbox.recover(conn, iid, now, outbox.local_alive)
+            requeued = outbox.resend_unknown(conn, iid) if resend_unknown else 0
+            outbox.skip_gone(conn, iid, now)
+            due = outbox.due_count(conn, iid)
+            if due and mode is not Mode.DELIVER:
+                lifecycle.set_issue_state(conn, iid, IssueState.SENDING, now)
+        return Started(iid, created, recovered, requeued, due)
+
+    def deliver(self, started: Started, wait: bool) -> Delivery:
+        with self.events.progress(started) as tick:
+            delivery = Delivery(self.config, self.engine, self.groups, self.links, self.mailer, clock=self.clock,
+                                stop=self.stop, on_progress=tick)
+            delivery.run(started.iid, wait)
+        return delivery
+
+    def finish(self, iid: int, fault: str | None) -> IssueState:
+        """The issue's state after a run: paused (with the reason), sent, or still sending."""
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            if fault:
+                lifecycle.set_issue_state(conn, iid, IssueState.PAUSED, now, fault)
+                return IssueState.PAUSED
+            if outbox.next_due(conn, iid, now) is None:
+                lifecycle.set_issue_state(conn, iid, IssueState.SENT, now)
+                return IssueState.SENT
+        return IssueState.SENDING
+
+    def report(self) -> Report:
+        with self.engine.connect() as conn:
+            found = report(conn, self.issue.slug)
+        assert found is not None, self.issue.slug
+        return found
+
+    def test_copy(self, to: str, chosen: tuple[str, ...] = ()) -> Result:
+        """One copy of a group to an editor's address, subject marked [Test]; the outbox is not touched."""
+        group_areas = areas.group(chosen, self.config.newsletter.areas)
+        group = self.groups.renderer.render(self.issue, group_areas)
+        if group is None:
+            raise SendFault(f"no paper of {self.issue.slug} meets the areas {', '.join(group_areas)}: "
+                            "nothing to test")
+        prepared = prepare(dataclasses.replace(group, subject=f"[Test] {group.subject}"), self.mailer.sender)
+        msg = self.mailer.copy(prepared, self.links, Recipient(None, to, ""), self.mailer.new_message_id())
+        return self.mailer.send_one(msg)

@@ -1,0 +1,103 @@
+"""The one way out: compose → sign → transport, for every message the engine sends.
+
+Issue copies, test copies and the web's confirmation mail are all made here and leave through
+``Line.send``, which signs (DKIM, when configured) and hands the message to the transport, so
+every message verifies when a key is set and only the transport knows the wire.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..clock import SYSTEM, Clock
+from ..config import Config
+from ..links import PREFERENCES, UNSUBSCRIBE, Links
+from .compose import (Confirmation, Envelope, PreparedGroup, ascii_form, confirmation, header_safe, message_id,
+                      sender_for, unsubscribe_mailto)
+from .sign import dkim_signer
+from .transport import Outgoing, Result, Transport, transport_for
+
+
+@dataclass(frozen=True)
+class Recipient:
+    subscriber_id: int | None  # None for a test copy: its links name no one
+    email: str
+    name: str
+
+
+class Mailer:
+    """Everything a send needs to make and hand over messages; one per send, shared by its threads."""
+
+    def __init__(self, config: Config, clock: Clock = SYSTEM,
+                 transport: Callable[[], Transport] | None = None) -> None:
+        nl = config.newsletter
+        self.sender = sender_for(nl.name, nl.sender, nl.reply_to)
+        self.envelope_from = config.smtp.envelope_from or self.sender.address
+        self.mailto = unsubscribe_mailto(self.sender)
+        self.signer = dkim_signer(config.smtp, self.sender.domain, config.root)
+        self.open_transport = transport or transport_for(config)
+        self.clock = clock
+
+    def new_message_id(self) -> str:
+        return message_id(self.sender.domain)
+
+    def copy(self, prepared: PreparedGroup, links: Links, to: Recipient, mid: str) -> Outgoing:
+        """One subscriber's copy of a group, in each address form it has."""
+        slots = slots_for(links, to)
+        escaped = {k: html.escape(v) for k, v in slots.items()}
+        now = self.clock.now()
+
+        def form(address: str) -> bytes:
+            env = Envelope(address, to.name, mid, slots["unsubscribe_url"], self.mailto, now)
+            return prepared.assemble(env, slots, escaped)
+
+        return self._forms(to.email, mid, form)
+
+    def confirmation(self, to: Recipient, what: Confirmation) -> Outgoing:
+        mid, now = self.new_message_id(), self.clock.now()
+        return self._forms(to.email, mid, lambda address: confirmation(self.sender, address, to.name, what, mid, now))
+
+    def _forms(self, address: str, mid: str, build: Callable[[str], bytes]) -> Outgoing:
+        plain = ascii_form(address) if not address.isascii() else None
+        fallback = Outgoing(self.envelope_from, plain, build(plain), mid) if plain else None
+        return Outgoing(self.envelope_from, address, build(address), mid, fallback)
+
+    def sign(self, msg: Outgoing) -> Outgoing:
+        return msg.map_data(self.signer.sign) if self.signer else msg
+
+    def open(self) -> Line:
+        return Line(self, self.open_transport())
+
+    def send_one(self, msg: Outgoing) -> Result:
+        """One message over a line of its own (a test copy, a confirmation mail)."""
+        line = self.open()
+        try:
+            return line.send(msg)
+        finally:
+            line.close()
+
+
+class Line:
+    """One sending thread's way out: sign, then the transport."""
+
+    def __init__(self, mailer: Mailer, transport: Transport) -> None:
+        self.mailer, self.transport = mailer, transport
+
+    def send(self, msg: Outgoing) -> Result:
+        return self.transport.deliver(self.mailer.sign(msg))
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def slots_for(links: Links, to: Recipient) -> dict[str, str]:
+    """A subscriber's slot values; the name can never carry a control character."""
+    sid = to.subscriber_id or 0
+    return {
+        "name": header_safe(to.name) or "there",
+        "email": to.email,
+        "unsubscribe_url": links.url(UNSUBSCRIBE, sid),
+        "preferences_url": links.url(PREFERENCES, sid),
+    }

@@ -1,0 +1,230 @@
+"""Delivery: threads, each over its own line to the relay, claim due rows and deliver them.
+
+One thread per connection (``[smtp] connections``): the work per message is small (slot filling
+and headers, 40 to 70 µs measured, and one short transaction) and the rest is waiting on the
+relay and the kernel, which threads overlap.
+
+Nothing one row does can stall the rest: an exception while building or sending a message is
+recorded against its row with the reason (failed, or deferred when it may pass later) and the
+thread goes on; an exception outside any row (the database went away) pauses the send with the
+reason and is logged with its traceback. Only a fault of the whole send (``SendFault``: login or
+sender refused, a run of refusals) stops the threads, leaving every row not begun queued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from .. import audience
+from ..clock import SYSTEM, Clock
+from ..config import Config
+from ..errors import SendFault
+from ..links import Links
+from . import outbox
+from .groups import Groups
+from .mailer import Line, Mailer, Recipient
+from .outbox import Row
+from .policy import RetryPolicy
+from .transport import Outcome, Result
+
+log = logging.getLogger("newsletter.send")
+CLAIM_BATCH = 50
+IDLE_SECONDS = 1.0
+
+
+class RateLimit:
+    """Messages per second and per hour, shared by the threads of this process."""
+
+    def __init__(self, per_second: float, per_hour: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second, self.per_hour, self.clock = per_second, per_hour, clock
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._hour: list[float] = []
+
+    def wait(self, stop: threading.Event) -> None:
+        if not self.per_second and not self.per_hour:
+            return
+        with self._lock:
+            now = self.clock()
+            start = max(now, self._next)
+            if self.per_hour:
+                self._hour = [t for t in self._hour if t > now - 3600]
+                if len(self._hour) >= self.per_hour:
+                    start = max(start, self._hour[0] + 3600)
+                self._hour.append(start)
+            self._next = start + (1 / self.per_second if self.per_second else 0)
+        if start > now:
+            stop.wait(start - now)
+
+
+@dataclass
+class SendState:
+    """What the threads of one send share."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    fault: str | None = None
+    consecutive_errors: int = 0
+    done: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, ok: bool, limit: int) -> None:
+        with self.lock:
+            self.done += 1
+            self.consecutive_errors = 0 if ok else self.consecutive_errors + 1
+            if self.consecutive_errors >= limit and not self.fault:
+                self.pause(f"{limit} messages in a row were not accepted; last answers suggest the relay is in trouble")
+
+    def pause(self, reason: str) -> None:
+        self.fault = self.fault or reason
+        self.stop.set()
+
+
+_Done = list[tuple[Row, Result]]  # delivered, its result not written yet (at most one per thread)
+
+
+class Delivery:
+    """One pass of this process over one issue's due rows."""
+
+    def __init__(self, config: Config, engine: sa.Engine, groups: Groups, links: Links, mailer: Mailer, *,
+                 clock: Clock = SYSTEM, stop: threading.Event | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> None:
+        self.config, self.engine, self.groups, self.links, self.mailer = config, engine, groups, links, mailer
+        self.clock = clock
+        self.state = SendState(stop=stop or threading.Event())
+        self.limit = RateLimit(config.smtp.rate_per_second, config.smtp.rate_per_hour)
+        self.policy = RetryPolicy.from_config(config.smtp)
+        self.lease = timedelta(seconds=max(60.0, config.smtp.timeout * 4))
+        self.on_progress = on_progress or (lambda n: None)
+        self.due_by: datetime | None = None
+        sqlite = engine.dialect.name == "sqlite"
+        self._sqlite_turn: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if sqlite else contextlib.nullcontext())
+
+    def run(self, iid: int, wait: bool = True) -> None:
+        """Deliver every due row; with ``wait``, keep going until deferred rows are final too.
+
+        Without ``wait`` a row deferred during this run is left for a later run, as ``--no-wait`` says.
+        """
+        self.due_by = None if wait else self.clock.now()
+        while not self.state.stop.is_set():
+            before = self.state.done
+            threads = [threading.Thread(target=self._thread, args=(iid, n), daemon=True)
+                       for n in range(self.config.smtp.connections)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            if self.state.stop.is_set() or not wait:
+                break
+            with self.engine.connect() as conn:
+                due = outbox.next_due(conn, iid, self.clock.now())
+            if due is None:
+                break
+            # a round that moved nothing (hourly budget spent, rows held by other workers) must not spin
+            floor = IDLE_SECONDS if self.state.done == before else 0.0
+            self.clock.sleep(max(floor, (due - self.clock.now()).total_seconds()), self.state.stop)
+
+    def _thread(self, iid: int, n: int) -> None:
+        """A sending thread: it never dies silently; what stops it is recorded as the send's fault."""
+        try:
+            self._serve(iid, outbox.worker_name(str(n)))
+        except SendFault as exc:
+            self.state.pause(str(exc))
+        except Exception as exc:  # not one row's fault (each row's is caught in _attempt)
+            log.exception("sending thread %d stopped", n)
+            self.state.pause(f"a sending thread stopped: {type(exc).__name__}: {exc}")
+
+    def _serve(self, iid: int, worker: str) -> None:
+        """Claim a batch, then per row begin, deliver, record, over one held connection and line.
+
+        One transaction per message: the row's ``sending`` mark carries the previous row's result
+        with it, so a message costs one commit instead of two and a process that dies still leaves
+        at most one row per connection whose fate is unknown (the one in flight, or the one just
+        sent whose result was not yet written).
+        """
+        line = self.mailer.open()
+        done: _Done = []
+        with self.engine.connect() as conn:
+            try:
+                while not self.state.stop.is_set():
+                    rows = self._claim(conn, iid, worker, done)
+                    if not rows:
+                        return
+                    for row in rows:
+                        if self.state.stop.is_set():
+                            break
+                        self._one(conn, worker, line, row, done)
+            finally:
+                line.close()
+                with self._write(conn, done):
+                    outbox.release(conn, iid, worker)
+
+    def _claim(self, conn: sa.Connection, iid: int, worker: str, done: _Done) -> list[Row]:
+        with self._write(conn, done):
+            size, now = CLAIM_BATCH, self.clock.now()
+            if self.config.smtp.rate_per_hour:
+                size = min(size, outbox.hourly_budget(conn, self.config.smtp.rate_per_hour, now))
+            return outbox.claim(conn, iid, worker, size, self.lease, now, self.due_by) if size else []
+
+    @contextlib.contextmanager
+    def _write(self, conn: sa.Connection, done: _Done) -> Iterator[None]:
+        """A write transaction that first records the result still pending on this connection.
+
+        On SQLite the process's threads take turns through a lock: waiting on it costs microseconds,
+        where SQLite's own busy handler sleeps whole milliseconds between retries.
+        """
+        with self._sqlite_turn, conn.begin():
+            while done:
+                self._record(conn, *done.pop())
+            yield
+
+    def _record(self, conn: sa.Connection, row: Row, result: Result) -> None:
+        now = self.clock.now()
+        verdict = self.policy.after(result.outcome, row.attempts + 1)
+        outbox.record(conn, row, verdict.state, result, now, now + verdict.retry_in if verdict.retry_in else None)
+        if verdict.bounced and row.subscriber_id is not None:
+            audience.mark_bounced(conn, row.subscriber_id, now)
+
+    def _one(self, conn: sa.Connection, worker: str, line: Line, row: Row, done: _Done) -> None:
+        mid = self.mailer.new_message_id()
+        self.limit.wait(self.state.stop)
+        with self._write(conn, done):
+            began = outbox.begin(conn, row.id, worker, self.lease, self.clock.now(), mid)
+        if not began:
+            return
+        try:
+            result = self._attempt(line, row, mid)
+        except SendFault:
+            with self._write(conn, done):
+                outbox.requeue(conn, row.id)
+            raise
+        done.append((row, result))
+        self.state.count(result.outcome is Outcome.SENT, self.config.smtp.pause_after_errors)
+        self.on_progress(1)
+
+    def _attempt(self, line: Line, row: Row, mid: str) -> Result:
+        """Build and send one row's message; whatever goes wrong is this row's result, with the reason."""
+        try:
+            prepared = self.groups.get(row.group_key)
+            if prepared is None:
+                raise LookupError(f"group {row.group_key!r} has no paper to show")
+            msg = self.mailer.copy(prepared, self.links, Recipient(row.subscriber_id, row.email, row.name), mid)
+        except Exception as exc:
+            log.warning("row %d: the message could not be built: %s: %s", row.id, type(exc).__name__, exc)
+            return Result(Outcome.FAILED, None, f"the message could not be built: {type(exc).__name__}: {exc}")
+        try:
+            return line.send(msg)
+        except SendFault:
+            raise
+        except Exception as exc:  # a transport's bug must not end the thread: retried, then failed
+            log.exception("row %d: unexpected error while sending", row.id)
+            line.close()
+            return Result(Outcome.DEFERRED, None, f"unexpected error while sending: {type(exc).__name__}: {exc}")

@@ -1,0 +1,59 @@
+"""The delivery report of an issue: counts by row state, the send rate, every failure with its answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..clock import aware
+from ..lifecycle import RowState
+from ..store import tables as t
+
+
+@dataclass(frozen=True)
+class Failure:
+    email: str
+    code: int | None
+    answer: str
+    message_id: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    issue: str
+    state: str
+    pause_reason: str | None
+    counts: dict[str, int]
+    failures: list[Failure]
+    rate: float | None  # messages per second between the first and the last sent
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "issue": self.issue, "state": self.state, "pause_reason": self.pause_reason,
+            "counts": self.counts, "rate_per_second": self.rate,
+            "failures": [{"email": f.email, "code": f.code, "answer": f.answer} for f in self.failures],
+        }
+
+
+def report(conn: Connection, slug: str, max_failures: int = 1000) -> Report | None:
+    """Counts by state, the send rate and the failures with their answers: three small queries."""
+    issue = conn.execute(sa.select(t.issues).where(t.issues.c.slug == slug)).first()
+    if issue is None:
+        return None
+    o = t.outbox.c
+    counts = {state.value: 0 for state in RowState}
+    counts.update({state: n for state, n in conn.execute(
+        sa.select(o.state, sa.func.count()).where(o.issue_id == issue.id).group_by(o.state))})
+    first, last = conn.execute(sa.select(sa.func.min(o.sent_at), sa.func.max(o.sent_at))
+                               .where(o.issue_id == issue.id, o.state == RowState.SENT)).one()
+    span = (aware(last) - aware(first)).total_seconds() if first and last else 0
+    failures = conn.execute(sa.select(o.email, o.last_code, o.last_answer, o.message_id)
+                            .where(o.issue_id == issue.id, o.state == RowState.FAILED)
+                            .order_by(o.id).limit(max_failures)).all()
+    return Report(
+        issue=slug, state=issue.state, pause_reason=issue.pause_reason, counts=counts,
+        failures=[Failure(f.email, f.last_code, f.last_answer or "", f.message_id) for f in failures],
+        rate=round(counts[RowState.SENT] / span, 1) if span > 0 else None,
+    )
