@@ -7,7 +7,7 @@ schedule on a clock they move themselves (``ManualClock`` in tests/), never on t
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -21,7 +21,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def sleep(self, seconds: float, stop: threading.Event) -> None:
         if seconds > 0:
@@ -37,4 +37,4 @@ def utcnow() -> datetime:
 
 def aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -10,6 +10,7 @@ import socket
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -49,7 +50,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def start(handler: EmlHandler, host: str = "127.0.0.1", port: int | None = None, **kwargs: object) -> Controller:
+def start(handler: EmlHandler, host: str = "127.0.0.1", port: int | None = None, **kwargs: Any) -> Controller:
     """Start the server in a thread on a loopback port (a free one unless given); stop() ends it."""
     controller = Controller(handler, hostname=host, port=port or free_port(host), **kwargs)
     controller.start()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import jinja2
 
-from .content import Issue
 from .areas import all_groups, group_key
+from .content import Issue
 from .render import GMAIL_CLIP_BYTES, RenderedGroup, Renderer, preview_slots
 
 SAMPLE_NAME = "Ada"

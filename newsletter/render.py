@@ -119,7 +119,8 @@ class Renderer:
         ctx["preheader"] = _one_line(self._template("preheader.txt.j2", ctx))
         html = self._compile(self._template("base.mjml.j2", ctx))
         return RenderedGroup(
-            key=area_names.group_key(areas, self.areas), areas=areas, subject=ctx["subject"], preheader=ctx["preheader"],
+            key=area_names.group_key(areas, self.areas), areas=areas, subject=ctx["subject"],
+            preheader=ctx["preheader"],
             html=html, text=self._template("text.txt.j2", ctx).strip() + "\n",
             featured=tuple(p.title for p in featured), others=tuple(p.title for p in others),
             slot_pattern=self.slot_pattern,

@@ -1,20 +1,45 @@
-"""Shared fixtures: the repository's own config and content, temp configs, headless Chromium."""
+"""Shared fixtures and helpers: the repository's own config and content, temp configs, the CLI runner,
+a TLS relay's certificate, a DKIM key, headless Chromium, PostgreSQL schemas."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import shutil
+import ssl
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
+from newsletter.cli import cli
 from newsletter.config import Config, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+AREAS = ["LLM", "Vision", "RL", "Agents"]  # config.toml's areas, in order
+
+
+class ManualClock:
+    """A clock tests move themselves: ``sleep`` advances it at once, so retries and backoffs take no wall time."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.at = start or datetime(2026, 5, 28, 9, 0, tzinfo=UTC)
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self.at
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        self.slept.append(seconds)
+        self.at += timedelta(seconds=max(seconds, 0))
 
 
 def need(reason: str) -> None:
@@ -62,6 +87,60 @@ def make_config(tmp_path: Path) -> Callable[[str], Path]:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+def invoke(runner: CliRunner, config: Path, *args: str, code: int = 0) -> Result:
+    """``newsletter --config CONFIG ARGS…`` through Click's runner; the exit code must be ``code``."""
+    result = runner.invoke(cli, ["--config", str(config), *args])
+    assert result.exit_code == code, result.output + repr(result.exception)
+    return result
+
+
+def parse(data: bytes) -> EmailMessage:
+    """A message as a mail client reads it (Python's parser, the modern policy)."""
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def tls_relay(tmp_path: Path, password_ok: Callable[[bytes, bytes], bool]) -> tuple[dict[str, Any], Path]:
+    """aiosmtpd arguments for a STARTTLS + AUTH relay with a certificate from a CA of our own, and the CA file."""
+    import trustme
+    from aiosmtpd.smtp import AuthResult
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    def authenticator(server: object, session: object, envelope: object, mechanism: str, auth_data: Any) -> AuthResult:
+        return AuthResult(success=password_ok(auth_data.login, auth_data.password), handled=False)
+
+    kwargs = {"tls_context": server_ctx, "require_starttls": True, "auth_require_tls": True,
+              "authenticator": authenticator, "auth_required": True}
+    return kwargs, ca_file
+
+
+@pytest.fixture(scope="session")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Callable[..., bytes]]:
+    """A fresh RSA key as a PEM file, and a DNS lookup for dkimpy that serves its public half for
+    selector ``nl2026`` at example.org (the only name it answers)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path_factory.mktemp("dkim") / "dkim.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                      serialization.NoEncryption()))
+    public = base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"nl2026._domainkey.example.org."
+        return b"v=DKIM1; k=rsa; p=" + public
+
+    return pem, dns
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,8 @@ class ScriptedHandler(EmlHandler):
 
 
 @contextmanager
-def smtp_server(folder: Path | None = None, pipelining: bool = True, **kwargs: object) -> Iterator[tuple[ScriptedHandler, int]]:
+def smtp_server(folder: Path | None = None, pipelining: bool = True,
+                **kwargs: object) -> Iterator[tuple[ScriptedHandler, int]]:
     """A running server on a free loopback port: yields (handler, port)."""
     handler = ScriptedHandler(folder)
     handler.pipelining = pipelining

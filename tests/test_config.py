@@ -31,13 +31,26 @@ def test_every_key_in_shipped_config_is_commented():
 
 
 def test_env_overrides_file(make_config, monkeypatch):
-    """NEWSLETTER_SMTP__PORT and NEWSLETTER_DATABASE__URL beat what the file says, typed."""
-    path = make_config("[smtp]\nport = 25\n")
+    """Env beats the file, the file beats the default, key by key: NEWSLETTER_SMTP__PORT and
+    NEWSLETTER_DATABASE__URL win (typed), the file's other [smtp] keys stay, unset keys keep their defaults."""
+    path = make_config('[smtp]\nport = 25\nhost = "relay.example"\nconnections = 8\n')
+    assert load_config(path).smtp.port == 25
     monkeypatch.setenv("NEWSLETTER_SMTP__PORT", "2525")
     monkeypatch.setenv("NEWSLETTER_DATABASE__URL", "sqlite:///x.db")
     config = load_config(path)
-    assert config.smtp.port == 2525
+    assert config.smtp.port == 2525 and isinstance(config.smtp.port, int)
+    assert (config.smtp.host, config.smtp.connections) == ("relay.example", 8)
+    assert config.smtp.timeout == 30.0 and config.schedule.day == "thu"
     assert config.database_url == f"sqlite:///{path.parent / 'x.db'}"
+
+
+def test_config_option_beats_the_env_variable(make_config, monkeypatch, runner):
+    """--config wins over NEWSLETTER_CONFIG, which wins over ./config.toml."""
+    chosen = make_config('[newsletter]\nname = "Chosen Weekly"\n', name="chosen.toml")
+    other = make_config('[newsletter]\nname = "Other Weekly"\n', name="other.toml")
+    monkeypatch.setenv("NEWSLETTER_CONFIG", str(other))
+    assert load_config(chosen).newsletter.name == "Chosen Weekly"
+    assert load_config().newsletter.name == "Other Weekly"
 
 
 def test_newsletter_config_env_picks_the_file(make_config, monkeypatch):
@@ -71,7 +84,8 @@ def test_bad_config_is_one_line_naming_the_key(make_config, monkeypatch, runner,
     assert expected in str(info.value) and "\n" not in str(info.value)
     result = runner.invoke(cli, ["--config", str(path), "issue", "list"])
     assert result.exit_code == 1 and expected in result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_missing_explicit_config_is_an_error(tmp_path: Path):

@@ -11,9 +11,7 @@ from newsletter.cli import cli
 from newsletter.content import find_issue, load_issue
 from newsletter.errors import ContentError, IssueNotFound
 
-from .conftest import REPO
-
-AREAS = ["LLM", "Vision", "RL", "Agents"]
+from .conftest import AREAS, REPO
 
 GOOD = """\
 title = "A week"
@@ -92,7 +90,8 @@ def test_good_file_loads(tmp_path):
         (GOOD.split("[[papers]]")[0], "the issue has no papers"),
         (GOOD.replace('arxiv = "2605.00001"', 'arxiv = "arXiv:1"'), "paper 1 'First paper': arxiv: "),
         (GOOD.replace('areas = ["LLM"]', 'areas = ["LLM"]\nstatus = "accepted"'), "venue: required"),
-        (GOOD.replace('areas = ["LLM"]', 'areas = ["LLM"]\nauthor = "x"'), "paper 1 'First paper': author: unknown field"),
+        (GOOD.replace('areas = ["LLM"]', 'areas = ["LLM"]\nauthor = "x"'),
+         "paper 1 'First paper': author: unknown field"),
         (GOOD.replace('heading = "Method"', 'heading = ""'), "paper 1 'First paper': sections.[1].heading"),
         (GOOD.replace("2026-06-04", "2026-06-05"), "does not match the file name"),
     ],

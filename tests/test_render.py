@@ -9,10 +9,10 @@ from email.parser import Parser
 
 import pytest
 
-from newsletter.content import load_issue
-from newsletter.errors import RenderError
 from newsletter.areas import all_groups, group_key
 from newsletter.areas import group as normalize_areas
+from newsletter.content import load_issue
+from newsletter.errors import RenderError
 from newsletter.render import GMAIL_CLIP_BYTES, Renderer, preview_slots
 
 from .conftest import REPO

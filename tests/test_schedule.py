@@ -7,7 +7,7 @@ import pickle
 import shutil
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -63,9 +63,9 @@ def weekly(make_config, tmp_path):
 def test_next_runs_keep_local_time_across_both_dst_changes(repo_config):
     """Thursday 09:00 Berlin stays 09:00 local when the offset changes in March and October."""
     cfg = repo_config.schedule.model_copy(update={"day": "thu", "time": "09:00", "timezone": "Europe/Berlin"})
-    spring = schedule.next_runs(cfg, datetime(2026, 3, 24, 12, tzinfo=timezone.utc), 2)
-    autumn = schedule.next_runs(cfg, datetime(2026, 10, 20, 12, tzinfo=timezone.utc), 2)
-    utc = [r.astimezone(timezone.utc).hour for r in spring + autumn]
+    spring = schedule.next_runs(cfg, datetime(2026, 3, 24, 12, tzinfo=UTC), 2)
+    autumn = schedule.next_runs(cfg, datetime(2026, 10, 20, 12, tzinfo=UTC), 2)
+    utc = [r.astimezone(UTC).hour for r in spring + autumn]
     assert [r.date().isoformat() for r in spring + autumn] == ["2026-03-26", "2026-04-02", "2026-10-22", "2026-10-29"]
     assert all(r.hour == 9 and r.minute == 0 for r in spring + autumn)
     assert utc == [8, 7, 7, 8]  # CET, CEST, CEST, CET
@@ -139,7 +139,7 @@ def test_scheduler_logs_a_run_missed_past_grace(weekly, caplog):
     schedule.watch_misses(scheduler)
     scheduler.start(paused=True)
     schedule.install_job(scheduler, config, path)
-    scheduler.modify_job(schedule.JOB_ID, next_run_time=datetime.now(timezone.utc) - timedelta(hours=7))
+    scheduler.modify_job(schedule.JOB_ID, next_run_time=datetime.now(UTC) - timedelta(hours=7))
     scheduler.resume()
     deadline = time.monotonic() + 10
     while "MISSED" not in caplog.text and time.monotonic() < deadline:
@@ -191,9 +191,9 @@ def test_approvals_have_their_own_table_and_old_meta_approvals_move_there(tmp_pa
     with engine.begin() as conn:
         assert lifecycle.is_approved(conn, "2026-05-28") and not lifecycle.is_approved(conn, "2026-05-17")
         assert store.meta_get(conn, "approved:2026-05-28") is None
-        lifecycle.approve(conn, "2026-05-28", datetime(2026, 5, 27, tzinfo=timezone.utc))
+        lifecycle.approve(conn, "2026-05-28", datetime(2026, 5, 27, tzinfo=UTC))
         when = conn.scalar(sa.select(t.approvals.c.approved_at))
-    assert when.replace(tzinfo=timezone.utc) == datetime(2026, 5, 25, 10, tzinfo=timezone.utc)  # the first approval
+    assert when.replace(tzinfo=UTC) == datetime(2026, 5, 25, 10, tzinfo=UTC)  # the first approval
     engine.dispose()
 
 
@@ -237,7 +237,7 @@ def test_the_stored_job_itself_delivers_through_the_scheduler(weekly, make_confi
     scheduler.start(paused=True)
     schedule.install_job(scheduler, load_config(live), live)
     assert scheduler.get_job(schedule.JOB_ID).func_ref == "newsletter.schedule:weekly_job"
-    scheduler.modify_job(schedule.JOB_ID, next_run_time=datetime.now(timezone.utc) - timedelta(minutes=1))
+    scheduler.modify_job(schedule.JOB_ID, next_run_time=datetime.now(UTC) - timedelta(minutes=1))
     scheduler.resume()
     assert done.wait(20)
     scheduler.shutdown()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import ssl
 from collections import deque
 
 import pytest
@@ -13,6 +12,7 @@ from newsletter.errors import SendFault
 from newsletter.send.smtp import SmtpTransport, classify
 from newsletter.send.transport import Outcome, Outgoing
 
+from .conftest import tls_relay
 from .smtpd import smtp_server
 
 MSG = b"Subject: t\r\n\r\nhello\r\n.dot line\r\n"
@@ -107,28 +107,9 @@ def test_stall_past_timeout_is_deferred(server):
     assert handler.received["a@example.org"] == 0
 
 
-def _tls_server_kwargs(tmp_path, password_ok):
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_ctx)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-
-    def authenticator(server, session, envelope, mechanism, auth_data):
-        from aiosmtpd.smtp import AuthResult
-
-        return AuthResult(success=password_ok(auth_data.login, auth_data.password), handled=False)
-
-    kwargs = {"tls_context": server_ctx, "require_starttls": True, "auth_require_tls": True,
-              "authenticator": authenticator, "auth_required": True}
-    return kwargs, ca_file
-
-
 def test_auth_over_starttls_with_self_signed_certificate(tmp_path):
     """STARTTLS against a certificate from our own CA, then AUTH, then delivery."""
-    kwargs, ca_file = _tls_server_kwargs(tmp_path, lambda u, p: (u, p) == (b"editor", b"s3cret"))
+    kwargs, ca_file = tls_relay(tmp_path, lambda u, p: (u, p) == (b"editor", b"s3cret"))
     with smtp_server(**kwargs) as (handler, port):
         conn = Connection(cfg(port, security="starttls", username="editor", password="s3cret", ca_file=str(ca_file)))
         result = conn.deliver("f@example.org", "a@example.org", MSG)
@@ -138,7 +119,7 @@ def test_auth_over_starttls_with_self_signed_certificate(tmp_path):
 
 def test_refused_login_is_a_fault_of_the_whole_send(tmp_path):
     """A wrong password raises SendFault with a one-line reason that does not contain the password."""
-    kwargs, ca_file = _tls_server_kwargs(tmp_path, lambda u, p: False)
+    kwargs, ca_file = tls_relay(tmp_path, lambda u, p: False)
     with smtp_server(**kwargs) as (handler, port):
         conn = Connection(cfg(port, security="starttls", username="editor", password="wrong-pw", ca_file=str(ca_file)))
         with pytest.raises(SendFault, match="refused the login: 535") as info:
@@ -148,7 +129,7 @@ def test_refused_login_is_a_fault_of_the_whole_send(tmp_path):
 
 def test_untrusted_certificate_is_refused(tmp_path):
     """Without the CA file the self-signed certificate is not trusted: a one-line fault, nothing sent."""
-    kwargs, _ = _tls_server_kwargs(tmp_path, lambda u, p: True)
+    kwargs, _ = tls_relay(tmp_path, lambda u, p: True)
     with smtp_server(**kwargs) as (handler, port):
         conn = Connection(cfg(port, security="starttls", username="u", password="p"))
         with pytest.raises(SendFault, match="TLS failed"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from newsletter import audience, store
 from newsletter.errors import AudienceError
 from newsletter.store import tables as t
 
-AREAS = ["LLM", "Vision", "RL", "Agents"]
+from .conftest import AREAS
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_erased_address_is_suppressed_by_hash_only(engine, tmp_path):
     """Erasure leaves no address anywhere, yet a later import does not bring the address back."""
     with engine.begin() as conn:
         sub = audience.add(conn, "gone@example.org", "Gone Person", "RL", AREAS)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         iid = conn.execute(t.issues.insert().values(slug="2026-05-17", title="x", state="sent", created_at=now)
                            .returning(t.issues.c.id)).scalar_one()
         oid = conn.execute(t.outbox.insert().values(
@@ -114,7 +114,7 @@ def test_import_never_reactivates_inactive_subscribers(engine, tmp_path):
         for email in ("u@example.org", "b@example.org", "k@example.org", "a@example.org"):
             audience.add(conn, email, "", "", AREAS)
         audience.unsubscribe(conn, "u@example.org")
-        audience.mark_bounced(conn, audience.get(conn, "b@example.org").id, datetime.now(timezone.utc))
+        audience.mark_bounced(conn, audience.get(conn, "b@example.org").id, datetime.now(UTC))
         conn.execute(t.subscribers.update().where(t.subscribers.c.email == "k@example.org").values(status="blocked"))
     csv_file = tmp_path / "all.csv"
     csv_file.write_text("email,name,areas\n" + "".join(f"{c}@example.org,New {c},RL\n" for c in "ubka"),
@@ -139,7 +139,7 @@ def test_enqueue_gives_each_active_subscriber_their_group_and_skips_who_meets_no
         for email, chosen in areas.items():
             audience.add(conn, email, email.split("@")[0], chosen, AREAS)
         audience.unsubscribe(conn, "gone@example.org")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         iid = lifecycle.create_issue(conn, "2026-05-17", "x", now)
         key_for = {"": "all", "RL": "rl", "Agents": None, "LLM;Vision": "llm+vision"}.__getitem__
         counts = outbox.enqueue(conn, iid, key_for, now)
@@ -157,12 +157,12 @@ def test_statements_run_on_the_cursor_store_what_core_stores(engine):
     through Core with the same datetimes, and Core's comparisons on them hold."""
     from datetime import timedelta
 
+    from newsletter import lifecycle
     from newsletter.audience import csvio
     from newsletter.clock import aware
-    from newsletter import lifecycle
     from newsletter.send import outbox
 
-    now = datetime(2026, 5, 17, 9, 30, 15, 123456, tzinfo=timezone.utc)
+    now = datetime(2026, 5, 17, 9, 30, 15, 123456, tzinfo=UTC)
     lease = timedelta(minutes=5)
     with engine.begin() as conn:
         csvio._IMPORTED.run_many(conn, [{"email": "a@example.org", "email_key": "a@example.org", "name": "A",

@@ -21,9 +21,9 @@ from newsletter.store import tables as t
 from newsletter.web import create_app
 from newsletter.web.guard import SlidingWindow, is_loopback
 
+from .conftest import AREAS
 from .smtpd import smtp_server
 
-AREAS = ["LLM", "Vision", "RL", "Agents"]
 SECRET = "web-test-secret-0123456789"
 LOOPBACK = ("127.0.0.1", 50000)
 REMOTE = ("203.0.113.7", 50000)

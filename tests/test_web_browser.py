@@ -24,12 +24,11 @@ from newsletter.mailsink import free_port
 from newsletter.render import split_papers
 from newsletter.web import create_app
 
-from .conftest import REPO
+from .conftest import AREAS, REPO
 from .smtpd import ScriptedHandler, smtp_server
 
 pytestmark = pytest.mark.browser
 
-AREAS = ["LLM", "Vision", "RL", "Agents"]
 READER = "reader@example.org"
 
 
@@ -99,7 +98,8 @@ def send(live: Live, issue: str) -> None:
 
 
 def test_subscribe_confirm_change_areas_receive_and_unsubscribe(browser, live):
-    """Sign up → confirmation email → confirm → change areas from the issue's link → next issue has them → unsubscribe."""
+    """Sign up → confirmation email → confirm → change areas from the issue's link → next issue has them →
+    unsubscribe."""
     page = browser.new_page()
     try:
         page.goto(f"{live.base}/subscribe")

@@ -1,11 +1,38 @@
 """Subscribers: the one owner of subscriber state (``subscribers``) and its CSV files (``csvio``)."""
 
 from .csvio import BATCH, COLUMNS, ImportResult, export_csv, import_csv
-from .subscribers import (INACTIVE, NAME_MAX, Listing, Subscriber, active_count, add, address_hash, check_signup,
-                          clean_name, confirm_id, delete, email_key, get, get_id, is_suppressed, join_areas, listing,
-                          mark_bounced, needs_smtputf8, normalize_email, parse_areas, request_signup, set_areas,
-                          set_name, set_preferences, split_areas, suppress, suppressed_hashes, unsubscribe,
-                          unsubscribe_id)
+from .subscribers import (
+                          INACTIVE,
+                          NAME_MAX,
+                          Listing,
+                          Subscriber,
+                          active_count,
+                          add,
+                          address_hash,
+                          check_signup,
+                          clean_name,
+                          confirm_id,
+                          delete,
+                          email_key,
+                          get,
+                          get_id,
+                          is_suppressed,
+                          join_areas,
+                          listing,
+                          mark_bounced,
+                          needs_smtputf8,
+                          normalize_email,
+                          parse_areas,
+                          request_signup,
+                          set_areas,
+                          set_name,
+                          set_preferences,
+                          split_areas,
+                          suppress,
+                          suppressed_hashes,
+                          unsubscribe,
+                          unsubscribe_id,
+)
 
 __all__ = ["BATCH", "COLUMNS", "INACTIVE", "NAME_MAX", "ImportResult", "Listing", "Subscriber", "active_count", "add",
            "address_hash", "check_signup", "clean_name", "confirm_id", "delete", "email_key", "export_csv", "get",

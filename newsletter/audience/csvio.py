@@ -25,8 +25,17 @@ from ..errors import AudienceError
 from ..store import meta_secret
 from ..store import tables as t
 from ..store.oncursor import OnCursor
-from .subscribers import (INACTIVE, _Rejected, clean_name, email_key, join_areas, needs_smtputf8, normalize_email,
-                          parse_areas, suppressed_hashes)
+from .subscribers import (
+    INACTIVE,
+    _Rejected,
+    clean_name,
+    email_key,
+    join_areas,
+    needs_smtputf8,
+    normalize_email,
+    parse_areas,
+    suppressed_hashes,
+)
 
 BATCH = 1000
 COLUMNS = ("email", "name", "areas")
@@ -104,7 +113,7 @@ class _Seen:
         """The rows whose address is new to the file; the others are rejected as duplicates."""
         digests = [hashlib.sha256(email_key(good.email).encode()).digest() for _, good in rows]
         first: dict[bytes, int] = {}
-        for (line, _), digest in zip(rows, digests):
+        for (line, _), digest in zip(rows, digests, strict=True):
             first.setdefault(digest, line)
         before = self.db.total_changes
         self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", first.items())
@@ -114,7 +123,7 @@ class _Seen:
             earlier = {digest: line for digest, line in self.db.execute(
                 f"SELECT digest, line FROM seen WHERE digest IN ({marks})", list(first)) if line != first[digest]}
         fresh = []
-        for (line, good), digest in zip(rows, digests):
+        for (line, good), digest in zip(rows, digests, strict=True):
             if (was := earlier.get(digest, first[digest])) != line:
                 result.rejected.append((line, f"duplicate of line {was} ({good.email})"))
             else:
@@ -133,7 +142,8 @@ def _rows(path: Path, known: Sequence[str], result: ImportResult) -> Iterator[tu
         raise AudienceError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _parse(path: Path, handle: IO[str], known: Sequence[str], result: ImportResult) -> Iterator[tuple[int, _Good | str]]:
+def _parse(path: Path, handle: IO[str], known: Sequence[str],
+           result: ImportResult) -> Iterator[tuple[int, _Good | str]]:
     reader = csv.reader(handle, strict=True)
     try:
         header = [h.strip().casefold() for h in next(reader, [])]
@@ -186,7 +196,7 @@ def _write_batch(conn: Connection, batch: list[_Good], result: ImportResult, now
     hashes = {k: hmac.new(secret, k.encode(), hashlib.sha256).hexdigest() for k in keys}
     suppressed = suppressed_hashes(conn, list(hashes.values()))
     inserts, updates = [], []
-    for good, key in zip(batch, keys):
+    for good, key in zip(batch, keys, strict=True):
         old = existing.get(key)
         if old is None and hashes[key] in suppressed:
             result.suppressed += 1

@@ -81,7 +81,8 @@ def _print_run(slug: str, run: Run, options: Options) -> None:
         _print_plan(slug, run.plan)
     elif run.test is not None:
         if run.test.outcome is not Outcome.SENT:
-            raise click.ClickException(f"test copy to {options.test_to} not accepted: {run.test.code} {run.test.answer}")
+            raise click.ClickException(
+                f"test copy to {options.test_to} not accepted: {run.test.code} {run.test.answer}")
         group = ", ".join(options.test_areas) or "all areas"
         click.echo(f"Test copy of {slug} ({group}) sent to {options.test_to}.")
     elif run.report is None and run.started is not None:

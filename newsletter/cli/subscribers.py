@@ -13,6 +13,7 @@ from .. import audience, store
 from ..store.tables import SUBSCRIBER_STATUSES
 from .base import Group, State, cli, console, pass_state, progress
 
+
 @cli.command()
 @pass_state
 def init(state: State) -> None:
@@ -84,7 +85,8 @@ def _print_import(file: Path, result: audience.ImportResult, dry_run: bool, stri
     for line, reason in result.rejected:
         click.echo(f"{file}: line {line}: {reason}", err=True)
     if result.needs_smtputf8:
-        lines = ", ".join(str(n) for n in result.needs_smtputf8[:10]) + (" …" if len(result.needs_smtputf8) > 10 else "")
+        shown = result.needs_smtputf8[:10]
+        lines = ", ".join(str(n) for n in shown) + (" …" if len(result.needs_smtputf8) > len(shown) else "")
         click.echo(f"{file}: {len(result.needs_smtputf8)} address(es) with a non-ASCII local part (line {lines}): "
                    "only a relay offering SMTPUTF8 can deliver to them", err=True)
     if result.ignored_columns:

@@ -33,6 +33,7 @@ SOFT_BREAK = b"=\r\n"
 _CTL = re.compile(r"[\x00-\x1f\x7f]")
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 MAX_NAME = 200  # a header line stays far below SMTP's 998 octets
+_PART_HEAD = b"Content-Type: text/%s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
 
 
 def header_safe(value: str) -> str:
@@ -80,7 +81,7 @@ class _Body:
 
     def fill(self, values: Mapping[str, bytes]) -> bytes:
         out = [self.static[0]]
-        for name, static in zip(self.slots, self.static[1:]):
+        for name, static in zip(self.slots, self.static[1:], strict=True):
             out.append(values[name])
             out.append(static)
         return b"".join(out)
@@ -114,10 +115,8 @@ class PreparedGroup:
         b = self.boundary
         return b"".join((
             _subscriber_headers(env), self.head,
-            b"--", b, CRLF, b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
-            self.text.fill(text_values), CRLF,
-            b"--", b, CRLF, b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
-            self.html.fill(html_values), CRLF,
+            b"--", b, CRLF, _PART_HEAD % b"plain", self.text.fill(text_values), CRLF,
+            b"--", b, CRLF, _PART_HEAD % b"html", self.html.fill(html_values), CRLF,
             b"--", b, b"--", CRLF,
         ))
 
@@ -182,7 +181,7 @@ def _subscriber_headers(env: Envelope) -> bytes:
         f"Date: {email.utils.format_datetime(env.date)}\r\n"
         f"Message-ID: {env.message_id}\r\n"
         f"List-Unsubscribe: <{header_safe(env.unsubscribe_url)}>,\r\n <{header_safe(env.unsubscribe_mailto)}>\r\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 def message_id(domain: str) -> str:

@@ -14,8 +14,17 @@ from dataclasses import dataclass
 from ..clock import SYSTEM, Clock
 from ..config import Config
 from ..links import PREFERENCES, UNSUBSCRIBE, Links
-from .compose import (Confirmation, Envelope, PreparedGroup, ascii_form, confirmation, header_safe, message_id,
-                      sender_for, unsubscribe_mailto)
+from .compose import (
+    Confirmation,
+    Envelope,
+    PreparedGroup,
+    ascii_form,
+    confirmation,
+    header_safe,
+    message_id,
+    sender_for,
+    unsubscribe_mailto,
+)
 from .sign import dkim_signer
 from .transport import Outgoing, Result, Transport, transport_for
 

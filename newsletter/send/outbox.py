@@ -16,7 +16,6 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -56,7 +55,7 @@ class Counts:
 # --- enqueue -----------------------------------------------------------------------------------
 
 
-def active_subscribers(conn: Connection, page: int = PAGE) -> Iterator[Sequence[sa.Row[Any]]]:
+def active_subscribers(conn: Connection, page: int = PAGE) -> Iterator[Sequence[sa.Row[int, str, str, str]]]:
     """Active subscribers in keyset-paged batches (id > last), never the whole list in memory."""
     last = 0
     while True:
@@ -96,8 +95,8 @@ def enqueue(conn: Connection, iid: int, group_of: Callable[[str], str | None], n
                   sa.case((is_queued, sa.null()), else_=NO_MATCH),
                   sa.literal(0), sa.literal(now, t.When), sa.literal(now, t.When))
         .where(active).order_by(s.id)))
-    counts: dict[str, int] = dict(conn.execute(  # type: ignore[arg-type]
-        sa.select(o.state, sa.func.count()).where(o.issue_id == iid).group_by(o.state)).all())
+    counts = {state: n for state, n in conn.execute(
+        sa.select(o.state, sa.func.count()).where(o.issue_id == iid).group_by(o.state))}
     return Counts(counts.get(RowState.QUEUED, 0), counts.get(RowState.SKIPPED, 0))
 
 

@@ -13,7 +13,6 @@ import email.utils
 import functools
 import re
 import smtplib
-import socket
 import ssl
 
 from ..config import SmtpSection
@@ -93,7 +92,8 @@ class SmtpTransport:
             if cfg.username:
                 smtp.login(cfg.username, cfg.password.get_secret_value())
         except smtplib.SMTPAuthenticationError as exc:
-            raise SendFault(f"SMTP {cfg.host}:{cfg.port} refused the login: {exc.smtp_code} {_text(exc.smtp_error)}") from None
+            raise SendFault(f"SMTP {cfg.host}:{cfg.port} refused the login: {exc.smtp_code} "
+                            f"{_text(exc.smtp_error)}") from None
         except smtplib.SMTPNotSupportedError as exc:
             raise SendFault(f"SMTP {cfg.host}:{cfg.port}: {exc}") from None
         except ssl.SSLError as exc:
@@ -125,8 +125,7 @@ class SmtpTransport:
                                   f"with a non-ASCII local part needs: {msg.rcpt}")
                 form = msg.ascii  # the domain as IDNA (punycode), headers plain ASCII
             return self._transaction(smtp, form.sender, form.rcpt, dot_stuffed(form.data), form.international)
-        except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError, socket.timeout,
-                TimeoutError, OSError) as exc:
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:  # refused, reset, timeout
             self.drop()
             code = getattr(exc, "smtp_code", None)
             where = f"{self.cfg.host}:{self.cfg.port}"
@@ -152,7 +151,7 @@ class SmtpTransport:
         if pipelined:
             smtp.send(b"".join(commands))
         replies: list[tuple[int, bytes]] = []
-        for command, good in zip(commands, _GOOD):
+        for command, good in zip(commands, _GOOD, strict=True):
             if not pipelined:
                 smtp.send(command)
             code, resp = smtp.getreply()
@@ -162,7 +161,8 @@ class SmtpTransport:
             replies.append((code, resp))
             if code not in good and not pipelined:
                 break
-        refused = next((n for n, ((code, _), good) in enumerate(zip(replies, _GOOD)) if code not in good), None)
+        judged = zip(replies, _GOOD, strict=False)  # without PIPELINING, nothing is sent after a refusal
+        refused = next((n for n, ((code, _), good) in enumerate(judged) if code not in good), None)
         if refused is not None:
             if replies[-1][0] == 354:  # pipelined DATA taken despite the refusal before it: end it empty
                 smtp.send(b".\r\n")

@@ -20,7 +20,6 @@ from sqlalchemy.engine import Connection
 
 from . import tables as t
 
-
 # per dialect: the SQL, the statement's own bound values, the positional order (None: named), the
 # datetime bind processor (None: the driver takes datetimes as they are)
 _Compiled = tuple[str, dict[str, Any], tuple[str, ...] | None, Callable[[Any], Any] | None]
@@ -57,7 +56,7 @@ class OnCursor:
         sql, args = self._prepare(conn.dialect, shared)
         cursor = conn.connection.cursor()
         try:
-            cursor.executemany(sql, map(args, rows))
+            cursor.executemany(sql, [args(row) for row in rows])
         finally:
             cursor.close()
 

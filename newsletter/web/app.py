@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import jinja2
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -35,12 +35,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .. import audience, store
+from ..areas import all_groups, group_key
+from ..areas import group as area_group
 from ..audience import Subscriber
 from ..config import Config
 from ..errors import AudienceError, BadToken, NewsletterError
 from ..links import PREFERENCES, UNSUBSCRIBE, Links, links_for
-from ..areas import all_groups, group_key
-from ..areas import group as area_group
 from ..render import Renderer, preview_slots
 from ..send import Mailer, Outcome, Recipient
 from ..send.compose import Confirmation

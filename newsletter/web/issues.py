@@ -23,7 +23,6 @@ from ..render import Renderer
 from ..store import tables as t
 
 
-
 @dataclass(frozen=True)
 class Published:
     slug: str

@@ -8,7 +8,7 @@ Revises: 0001
 Create Date: 2026-11-23
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -41,7 +41,7 @@ def _when(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 def downgrade() -> None:
