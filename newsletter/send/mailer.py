@@ -26,7 +26,8 @@ from .compose import (
     unsubscribe_mailto,
 )
 from .sign import dkim_signer
-from .transport import Outgoing, Result, Transport, transport_for
+from .smtp import SmtpTransport
+from .transport import DirectoryTransport, Outgoing, Result, Transport
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,14 @@ class Line:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def transport_for(config: Config) -> Callable[[], Transport]:
+    """What opens a line for each sending thread, as ``[transport] kind`` says."""
+    if config.transport.kind == "directory":
+        folder = (config.root / config.transport.directory).resolve()
+        return lambda: DirectoryTransport(folder)
+    return lambda: SmtpTransport(config.smtp)
 
 
 def slots_for(links: Links, to: Recipient) -> dict[str, str]:

@@ -4,7 +4,8 @@ A message leaves the engine as an ``Outgoing``: the envelope and the exact bytes
 (CRLF line ends, signed when DKIM is configured). Nothing before this point knows the wire:
 dot-stuffing, SMTPUTF8, 8BITMIME and reply codes belong to ``smtp.SmtpTransport``. The other
 transport, ``DirectoryTransport``, writes each message to a folder as an ``.eml`` file, for
-inspecting what would go out without a relay (``[transport] kind = "directory"``).
+inspecting what would go out without a relay (``[transport] kind = "directory"``; ``mailer.py``
+picks the transport).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-
-from ..config import Config
 
 
 class Outcome(enum.Enum):
@@ -93,13 +92,3 @@ class DirectoryTransport:
 
     def close(self) -> None:
         pass
-
-
-def transport_for(config: Config) -> Callable[[], Transport]:
-    """What opens a line for each sending thread, as ``[transport] kind`` says."""
-    if config.transport.kind == "directory":
-        folder = config.root / config.transport.directory
-        return lambda: DirectoryTransport(folder.resolve())
-    from .smtp import SmtpTransport
-
-    return lambda: SmtpTransport(config.smtp)
