@@ -222,3 +222,20 @@ def test_directory_transport_writes_what_would_go_out(make_config, runner, tmp_p
     assert [parse(f.read_bytes())["To"].addresses[0].addr_spec for f in files] == sorted(PLAIN)
     assert out.stat().st_mode & 0o777 == 0o700 and {f.stat().st_mode & 0o777 for f in files} == {0o600}
     shutil.rmtree(out)
+
+
+def test_an_issue_copy_has_no_line_starting_with_a_dot_so_smtp_need_not_stuff_it(repo_config):
+    """Compose writes a leading '.' as QP =2E (a name '.Dot' in a slot, any line of the parts), so the copy it
+    marks dot_safe really is, and reads back with the dot."""
+    from newsletter.links import Links
+    from newsletter.send import Recipient
+    from newsletter.send.groups import Groups
+
+    mailer = Mailer(repo_config)
+    issue = load_issue(find_issue(repo_config.path("issues"), ISSUE), repo_config.newsletter.areas)
+    groups = Groups(repo_config, issue, mailer.sender)
+    prepared = groups.get("all")
+    assert prepared is not None
+    msg = mailer.copy(prepared, Links("k", "https://news.example.org"), Recipient(1, "d@example.org", ".Dot"), "<m@x>")
+    assert msg.dot_safe and b"\n." not in msg.data and not msg.data.startswith(b".")
+    assert "Hi .Dot" in parse(msg.data).get_body(("plain",)).get_content()

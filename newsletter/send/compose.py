@@ -57,8 +57,15 @@ def ascii_form(address: str) -> str | None:
 
 
 def _qp(data: str) -> bytes:
-    """Quoted-printable with CRLF line ends."""
-    return binascii.b2a_qp(data.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+    """Quoted-printable with CRLF line ends, and no line that starts with '.' (it is written =2E).
+
+    Any character may be QP-encoded (RFC 2045); a message with no line starting with a dot is
+    ``Outgoing.dot_safe``, which spares SMTP's dot-stuffing a copy or a search of the whole
+    message per subscriber (88 µs, or 26-69 µs, on an 80 KB copy: more than composing it).
+    """
+    encoded = binascii.b2a_qp(data.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+    encoded = encoded.replace(b"\r\n.", b"\r\n=2E")
+    return b"=2E" + encoded[1:] if encoded.startswith(b".") else encoded
 
 
 def _chunk(data: str) -> bytes:

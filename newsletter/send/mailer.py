@@ -63,16 +63,16 @@ class Mailer:
             env = Envelope(address, to.name, mid, slots["unsubscribe_url"], self.mailto, now)
             return prepared.assemble(env, slots, escaped)
 
-        return self._forms(to.email, mid, form)
+        return self._forms(to.email, mid, form, dot_safe=True)  # headers, and parts in dot-safe QP
 
     def confirmation(self, to: Recipient, what: Confirmation) -> Outgoing:
         mid, now = self.new_message_id(), self.clock.now()
         return self._forms(to.email, mid, lambda address: confirmation(self.sender, address, to.name, what, mid, now))
 
-    def _forms(self, address: str, mid: str, build: Callable[[str], bytes]) -> Outgoing:
+    def _forms(self, address: str, mid: str, build: Callable[[str], bytes], dot_safe: bool = False) -> Outgoing:
         plain = ascii_form(address) if not address.isascii() else None
-        fallback = Outgoing(self.envelope_from, plain, build(plain), mid) if plain else None
-        return Outgoing(self.envelope_from, address, build(address), mid, fallback)
+        fallback = Outgoing(self.envelope_from, plain, build(plain), mid, dot_safe=dot_safe) if plain else None
+        return Outgoing(self.envelope_from, address, build(address), mid, fallback, dot_safe)
 
     def sign(self, msg: Outgoing) -> Outgoing:
         return msg.map_data(self.signer.sign) if self.signer else msg

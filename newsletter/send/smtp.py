@@ -44,7 +44,8 @@ def _text(resp: bytes | str) -> str:
 def dot_stuffed(data: bytes) -> bytes:
     """The message as DATA carries it (RFC 5321 4.5.2): a line starting with '.' gets another.
 
-    bytes.replace, not smtplib's regex: 0.5 ms per 60 KB there, about 10 µs here.
+    bytes.replace, not smtplib's regex (0.5 ms per 60 KB); still 88 µs for an 80 KB copy, which is
+    why a message that is ``dot_safe`` skips it.
     """
     stuffed = data.replace(b"\r\n.", b"\r\n..")
     return b"." + stuffed if stuffed.startswith(b".") else stuffed
@@ -124,7 +125,8 @@ class SmtpTransport:
                     return Result(Outcome.FAILED, None, "the relay does not offer SMTPUTF8, which an address "
                                   f"with a non-ASCII local part needs: {msg.rcpt}")
                 form = msg.ascii  # the domain as IDNA (punycode), headers plain ASCII
-            return self._transaction(smtp, form.sender, form.rcpt, dot_stuffed(form.data), form.international)
+            data = form.data if form.dot_safe else dot_stuffed(form.data)
+            return self._transaction(smtp, form.sender, form.rcpt, data, form.international)
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:  # refused, reset, timeout
             self.drop()
             code = getattr(exc, "smtp_code", None)

@@ -49,6 +49,10 @@ class Outgoing:
     data: bytes             # the message as the reader gets it: CRLF, not dot-stuffed
     message_id: str
     ascii: Outgoing | None = None
+    # No line of ``data`` starts with '.', by construction (issue copies: compose writes a leading
+    # dot as QP =2E), so a transport needs no search for lines to escape: on an 80 KB copy, finding
+    # there was none took 26-69 µs, as much as composing the whole message.
+    dot_safe: bool = False
 
     @property
     def international(self) -> bool:
