@@ -390,3 +390,19 @@ def test_preview_shows_a_broken_issue_file_as_its_error(site, make_config, tmp_p
         missing = client.get("/preview/2026-01-01")
     assert answer.status_code == 422 and "2026-06-04.toml" in answer.text
     assert missing.status_code == 404
+
+
+def test_signup_with_a_non_ascii_local_part_is_accepted_and_told_what_it_needs(site):
+    """An address in any script is accepted; one whose local part is not ASCII is told it needs SMTPUTF8,
+    from what was typed alone (the page for a new and a known such address is the same)."""
+    site.add("jürgen@example.org")
+    with site.client() as client:
+        new = subscribe(client, "zoë@example.org")
+        known = subscribe(client, "jürgen@example.org")
+        idn = subscribe(client, "nutzer@bücher.example")
+    assert new.status_code == known.status_code == idn.status_code == 200
+    assert "SMTPUTF8" in new.text and "SMTPUTF8" in known.text and "SMTPUTF8" not in idn.text
+    with site.engine.connect() as conn:
+        assert audience.get(conn, "zoë@example.org").status == "pending"
+        assert audience.get(conn, "nutzer@bücher.example").status == "pending"
+    assert sorted(rcpt for rcpt, _ in site.handler.messages) == ["nutzer@bücher.example", "zoë@example.org"]

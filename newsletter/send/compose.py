@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.headerregistry import Address
 from email.message import EmailMessage
 
 from ..render import RenderedGroup
@@ -215,11 +214,12 @@ class Confirmation:
 
 def confirmation(sender: Sender, to_email: str, to_name: str, what: Confirmation, mid: str, date: datetime) -> bytes:
     """The confirmation mail for one address form (UTF-8 headers where the address needs them)."""
-    msg = EmailMessage(policy=email.policy.SMTP)
+    policy = email.policy.SMTP if to_email.isascii() else email.policy.SMTPUTF8
+    msg = EmailMessage(policy=policy)
     msg["From"] = sender.from_header
     if sender.reply_to:
         msg["Reply-To"] = sender.reply_to
-    msg["To"] = Address(header_safe(to_name)[:MAX_NAME], addr_spec=header_safe(to_email))
+    msg["To"] = _address(to_name, to_email)  # a string: Address() refuses a non-ASCII local part
     msg["Subject"] = f"Confirm your subscription to {header_safe(what.newsletter)}"
     msg["Date"] = email.utils.format_datetime(date)
     msg["Message-ID"] = mid
@@ -230,4 +230,4 @@ def confirmation(sender: Sender, to_email: str, to_name: str, what: Confirmation
         f"To confirm, open this link within {what.hours:g} hours and press the button:\n\n{what.url}\n\n"
         "If it was not you, ignore this email: nothing will be sent to you.\n\n"
         f"{what.identity}\n")
-    return msg.as_bytes(policy=email.policy.SMTP if to_email.isascii() else email.policy.SMTPUTF8)
+    return msg.as_bytes(policy=policy)

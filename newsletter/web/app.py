@@ -157,9 +157,12 @@ class Web:
             values = {"email": email, "name": name, "areas": chosen}
             return self.page(request, "subscribe.html.j2", 400, areas=self.areas, values=values, error=str(exc))
         task = BackgroundTask(self.signup, email, name, chosen)
-        return self.page(request, "message.html.j2", background=task, title="Check your inbox",
-                         text="If this address can receive our newsletter, we have sent it a link to confirm. "
-                              "Open it to start your subscription.")
+        text = ("If this address can receive our newsletter, we have sent it a link to confirm. "
+                "Open it to start your subscription.")
+        if audience.needs_smtputf8(email.strip()):  # said from the address typed, never from the list
+            text += (" Your address has non-ASCII characters before the @: it can be reached only where every mail "
+                     "server on the way supports internationalized email (SMTPUTF8).")
+        return self.page(request, "message.html.j2", background=task, title="Check your inbox", text=text)
 
     def signup(self, email: str, name: str, chosen: Sequence[str]) -> None:
         """After the response: record the sign-up and send the confirmation link, if there is one to send."""
@@ -173,7 +176,11 @@ class Web:
             return
         nl = self.config.newsletter
         what = Confirmation(nl.name, nl.identity, self.links.confirm_url(sub.id), self.config.web.confirm_hours)
-        result = self.mailer.send_one(self.mailer.confirmation(Recipient(sub.id, sub.email, sub.name), what))
+        try:
+            result = self.mailer.send_one(self.mailer.confirmation(Recipient(sub.id, sub.email, sub.name), what))
+        except Exception:  # after the response: nobody else would hear of it
+            log.exception("confirmation email to subscriber %d could not be sent", sub.id)
+            return
         if result.outcome is not Outcome.SENT:
             log.warning("confirmation email to subscriber %d not accepted: %s %s", sub.id, result.code, result.answer)
 
