@@ -91,6 +91,32 @@ class SmtpSection(_Section):
         return self
 
 
+class BouncesSection(_Section):
+    # VERP: each message's envelope sender is bounces+<token>@<domain of address>; empty = no VERP
+    address: str = ""
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=2526, ge=1, le=65535)
+    lmtp: bool = False
+    imap_host: str = ""
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    imap_user: str = ""
+    imap_password: SecretStr = SecretStr("")
+    imap_folder: str = "INBOX"
+    imap_done: str = "delete"          # or the folder processed messages are moved to
+    soft_threshold: int = Field(default=5, ge=1)
+    soft_window_days: float = Field(default=7.0, gt=0)
+    keep_raw_days: float = Field(default=30.0, ge=0)
+
+    @field_validator("address")
+    @classmethod
+    def _plain_address(cls, value: str) -> str:
+        local, at, domain = value.rpartition("@")
+        if value and (not at or not local or not domain or "+" in local or not value.isascii() or " " in value):
+            raise ValueError("must be a plain ASCII address without '+', e.g. bounces@bounces.example.org")
+        return value
+
+
 class TransportSection(_Section):
     kind: Literal["smtp", "directory"] = "smtp"
     directory: Path = Path("build/outgoing")
@@ -132,6 +158,7 @@ class Config(BaseSettings):
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     smtp: SmtpSection = Field(default_factory=SmtpSection)
     transport: TransportSection = Field(default_factory=TransportSection)
+    bounces: BouncesSection = Field(default_factory=BouncesSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     web: WebSection = Field(default_factory=WebSection)
     root: Path = Path(".")

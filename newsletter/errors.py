@@ -14,8 +14,9 @@ else is a bug and keeps its traceback.
     ├── AudienceError            a subscriber command: unknown address, bad value, bad list file
     ├── DatabaseError            the database cannot be reached or is not at this code's schema
     ├── BadToken                 a signed link that was tampered with, has expired or is foreign
-    └── SendFault                a fault of the whole send (login or sender refused, a run of
-                                 errors): the send pauses, the rest stays queued
+    ├── SendFault                a fault of the whole send (login or sender refused, a run of
+    │                            errors): the send pauses, the rest stays queued
+    └── MailboxError             the bounce mailbox (IMAP) cannot be reached, logged into or written
 
 One message's failure is never an exception that leaves the send: it is a ``Result`` recorded
 on that message's outbox row (``send/pool.py``).
@@ -62,3 +63,7 @@ class BadToken(NewsletterError):
 
 class SendFault(NewsletterError):
     """Not one message's fate but the whole send's: it pauses with this one-line reason."""
+
+
+class MailboxError(NewsletterError):
+    """``bounces fetch``: the IMAP server refused us or went away; nothing was deleted that was not stored."""

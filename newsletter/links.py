@@ -6,11 +6,19 @@ has its own salt, so an unsubscribe token is no preferences token. Confirmation 
 Unsubscribe and preferences tokens are the decimal id and its signature (``Signer``), made once
 per kind and reused: every message carries two, and the serializer's JSON + zlib + base64 payload
 cost 34 µs a link where the signer alone costs 4 (measured here with timeit).
+
+VERP tokens (``bounces+<token>@…``) name an outbox row (``r``: a bounce of that very message) or
+a subscriber (``u``: mail to the List-Unsubscribe address). They live in an address's local part,
+which relays may lowercase, so they are written by hand in lowercase base32 rather than by
+itsdangerous (base64, case-sensitive): an HMAC-SHA256 cut to 50 bits, so a forged notice would
+need about 10^15 tries to suppress anyone.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 
 from itsdangerous import BadData, Signer, URLSafeTimedSerializer
@@ -23,6 +31,7 @@ from .errors import BadToken
 UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
 CONFIRM = "confirm"
+VERP_KINDS = {"r": "outbox row", "u": "unsubscribe"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,24 @@ class Links:
             raise BadToken(kind)
         return int(value)
 
+    def verp_token(self, kind: str, ident: int) -> str:
+        """``r123-<sig>``: the kind letter, the id, and its signature (lowercase, case-insensitive safe)."""
+        return f"{kind}{ident}-{self._verp_sig(kind, ident)}"
+
+    def verify_verp(self, token: str) -> tuple[str, int]:
+        """(kind, id) of a VERP token; ``BadToken`` for a forged, foreign or mangled one."""
+        head, _, sig = token.casefold().partition("-")
+        kind, ident = head[:1], head[1:]
+        if kind not in VERP_KINDS or not ident.isdigit() or not ident.isascii() or len(ident) > 18:
+            raise BadToken("verp")
+        if not hmac.compare_digest(sig, self._verp_sig(kind, int(ident))):
+            raise BadToken("verp")
+        return kind, int(ident)
+
+    def _verp_sig(self, kind: str, ident: int) -> str:
+        digest = hmac.new(self.secret.encode(), f"verp:{kind}:{ident}".encode(), hashlib.sha256).digest()
+        return base64.b32encode(digest[:10]).decode("ascii").lower()[:10]
+
     def verify_confirm(self, token: str, max_age_seconds: int) -> int:
         try:
             value = URLSafeTimedSerializer(self.secret, salt=CONFIRM).loads(token, max_age=max_age_seconds)
@@ -78,3 +105,19 @@ def links_for(config: Config, engine: Engine) -> Links:
         with engine.begin() as conn:
             secret = store.meta_secret(conn, "link_key")
     return Links(secret, config.newsletter.base_url.rstrip("/"))
+
+
+def verp_address(base: str, token: str) -> str:
+    """``bounces@b.example`` + token → ``bounces+token@b.example``."""
+    local, _, domain = base.rpartition("@")
+    return f"{local}+{token}@{domain}"
+
+
+def verp_token_of(address: str, base: str) -> str | None:
+    """The token in an address made by ``verp_address`` for ``base``, or None (another address)."""
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    base_local, _, base_domain = base.rpartition("@")
+    prefix = base_local.casefold() + "+"
+    if domain.casefold() != base_domain.casefold() or not local.casefold().startswith(prefix):
+        return None
+    return local[len(prefix):] or None

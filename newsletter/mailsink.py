@@ -25,6 +25,7 @@ class EmlHandler:
         self.folder = folder
         self.received: Counter[str] = Counter()
         self.messages: list[tuple[str, bytes]] = []
+        self.senders: dict[str, str] = {}  # each recipient's envelope sender (MAIL FROM), the last one
         self._lock = threading.Lock()
         if folder:
             folder.mkdir(parents=True, exist_ok=True)
@@ -39,6 +40,7 @@ class EmlHandler:
             for rcpt in envelope.rcpt_tos:
                 self.received[rcpt.casefold()] += 1
                 self.messages.append((rcpt, data))
+                self.senders[rcpt.casefold()] = envelope.mail_from or ""
                 if self.folder:
                     name = f"{len(self.messages):06d}-{_UNSAFE.sub('_', rcpt)}.eml"
                     (self.folder / name).write_bytes(data)

@@ -265,13 +265,6 @@ def set_preferences(conn: Connection, subscriber_id: int, name: str, areas: str 
     return get_id(conn, subscriber_id)
 
 
-def mark_bounced(conn: Connection, subscriber_id: int, now: datetime) -> None:
-    """A hard bounce: never mailed again (an import cannot reactivate a bounced row)."""
-    s = t.subscribers.c
-    conn.execute(t.subscribers.update().where(s.id == subscriber_id, s.status != "blocked")
-                 .values(status="bounced", updated_at=now))
-
-
 def delete(conn: Connection, email: str, now: datetime | None = None) -> None:
     """Erase a subscriber: the row goes, the delivery log forgets the address, the hash stays."""
     now = now or utcnow()

@@ -5,9 +5,10 @@
     subscribers  init, subscribers add / import / export / …    (operators)
     sending      send, report, worker, schedule                 (operators)
     site         demo, serve
+    bounces      bounces receive / fetch / ingest / report           (operators)
 """
 
-from . import issues, sending, site, subscribers  # noqa: F401  (each registers its commands)
+from . import bounces, issues, sending, site, subscribers  # noqa: F401  (each registers its commands)
 from .base import cli
 
 

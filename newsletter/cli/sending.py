@@ -15,6 +15,7 @@ from ..clock import utcnow
 from ..content import find_issue, load_issue
 from ..send import Campaign, Events, Mode, Options, Outcome, Plan, Report, Run, Started, Worker, report
 from ..send.outbox import worker_name
+from ..send.report import COMPLAINT_LINE
 from .base import State, cli, console, db_label, group_option, log_to_stdout, pass_state, progress
 
 
@@ -130,6 +131,14 @@ def print_report(found: Report) -> None:
     console.print(table)
     if found.rate:
         console.print(f"Send rate: {found.rate} messages/s")
+    if any(found.feedback.values()):
+        rates = found.rates()
+        console.print("Came back: " + ", ".join(
+            f"{k.replace('_', ' ')} {n}" + (f" ({rates[k]:.2%})" if rates[k] is not None else "")
+            for k, n in found.feedback.items()))
+        if (rates["complained"] or 0) >= COMPLAINT_LINE:
+            line = f"Complaints at {rates['complained']:.2%}: above Gmail's {COMPLAINT_LINE:.1%} line"
+            console.print(f"[red]{line}[/red]")
     if found.pause_reason:
         console.print(f"[red]Paused:[/red] {found.pause_reason}", markup=True)
     if found.failures:

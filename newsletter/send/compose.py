@@ -194,9 +194,9 @@ def message_id(domain: str) -> str:
     return email.utils.make_msgid(domain=domain)
 
 
-def unsubscribe_mailto(sender: Sender) -> str:
-    """The mailto: half of List-Unsubscribe: the From address, subject 'unsubscribe'."""
-    return f"mailto:{sender.address}?subject=unsubscribe"
+def unsubscribe_mailto(address: str) -> str:
+    """The mailto: half of List-Unsubscribe: the subscriber's signed bounce address, else the From address."""
+    return f"mailto:{address}?subject=unsubscribe"
 
 
 # --- the double opt-in confirmation ---------------------------------------------------------------

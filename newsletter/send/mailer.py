@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..clock import SYSTEM, Clock
 from ..config import Config
-from ..links import PREFERENCES, UNSUBSCRIBE, Links
+from ..links import PREFERENCES, UNSUBSCRIBE, Links, verp_address
 from .compose import (
     Confirmation,
     Envelope,
@@ -35,6 +35,7 @@ class Recipient:
     subscriber_id: int | None  # None for a test copy: its links name no one
     email: str
     name: str
+    row_id: int | None = None  # the outbox row: with [bounces] address, the envelope sender names it (VERP)
 
 
 class Mailer:
@@ -44,8 +45,9 @@ class Mailer:
                  transport: Callable[[], Transport] | None = None) -> None:
         nl = config.newsletter
         self.sender = sender_for(nl.name, nl.sender, nl.reply_to)
-        self.envelope_from = config.smtp.envelope_from or self.sender.address
-        self.mailto = unsubscribe_mailto(self.sender)
+        self.bounces = config.bounces.address
+        self.envelope_from = self.bounces or config.smtp.envelope_from or self.sender.address
+        self.mailto = unsubscribe_mailto(self.sender.address)
         self.signer = dkim_signer(config.smtp, self.sender.domain, config.root)
         self.open_transport = transport or transport_for(config)
         self.clock = clock
@@ -58,21 +60,28 @@ class Mailer:
         slots = slots_for(links, to)
         escaped = {k: html.escape(v) for k, v in slots.items()}
         now = self.clock.now()
+        mailto, sender = self.mailto, self.envelope_from
+        if self.bounces and to.subscriber_id is not None:
+            mailto = unsubscribe_mailto(verp_address(self.bounces, links.verp_token("u", to.subscriber_id)))
+        if self.bounces and to.row_id is not None:
+            sender = verp_address(self.bounces, links.verp_token("r", to.row_id))
 
         def form(address: str) -> bytes:
-            env = Envelope(address, to.name, mid, slots["unsubscribe_url"], self.mailto, now)
+            env = Envelope(address, to.name, mid, slots["unsubscribe_url"], mailto, now)
             return prepared.assemble(env, slots, escaped)
 
-        return self._forms(to.email, mid, form, dot_safe=True)  # headers, and parts in dot-safe QP
+        return self._forms(to.email, mid, form, dot_safe=True, sender=sender)  # parts in dot-safe QP
 
     def confirmation(self, to: Recipient, what: Confirmation) -> Outgoing:
         mid, now = self.new_message_id(), self.clock.now()
         return self._forms(to.email, mid, lambda address: confirmation(self.sender, address, to.name, what, mid, now))
 
-    def _forms(self, address: str, mid: str, build: Callable[[str], bytes], dot_safe: bool = False) -> Outgoing:
+    def _forms(self, address: str, mid: str, build: Callable[[str], bytes], dot_safe: bool = False,
+               sender: str | None = None) -> Outgoing:
+        sender = sender or self.envelope_from
         plain = ascii_form(address) if not address.isascii() else None
-        fallback = Outgoing(self.envelope_from, plain, build(plain), mid, dot_safe=dot_safe) if plain else None
-        return Outgoing(self.envelope_from, address, build(address), mid, fallback, dot_safe)
+        fallback = Outgoing(sender, plain, build(plain), mid, dot_safe=dot_safe) if plain else None
+        return Outgoing(sender, address, build(address), mid, fallback, dot_safe)
 
     def sign(self, msg: Outgoing) -> Outgoing:
         return msg.map_data(self.signer.sign) if self.signer else msg

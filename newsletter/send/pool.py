@@ -216,7 +216,7 @@ class Delivery:
             prepared = self.groups.get(row.group_key)
             if prepared is None:
                 raise LookupError(f"group {row.group_key!r} has no paper to show")
-            msg = self.mailer.copy(prepared, self.links, Recipient(row.subscriber_id, row.email, row.name), mid)
+            msg = self.mailer.copy(prepared, self.links, Recipient(row.subscriber_id, row.email, row.name, row.id), mid)
         except Exception as exc:
             log.warning("row %d: the message could not be built: %s: %s", row.id, type(exc).__name__, exc)
             return Result(Outcome.FAILED, None, f"the message could not be built: {type(exc).__name__}: {exc}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -28,13 +29,20 @@ class Report:
     counts: dict[str, int]
     failures: list[Failure]
     rate: float | None  # messages per second between the first and the last sent
+    feedback: dict[str, int]  # what came back about this issue's messages: bounced, complained, unsubscribed
 
     def as_json(self) -> dict[str, object]:
         return {
             "issue": self.issue, "state": self.state, "pause_reason": self.pause_reason,
             "counts": self.counts, "rate_per_second": self.rate,
             "failures": [{"email": f.email, "code": f.code, "answer": f.answer} for f in self.failures],
+            "feedback": self.feedback, "rates": self.rates(),
         }
+
+    def rates(self) -> dict[str, float | None]:
+        """Each feedback count over the messages sent, with Gmail's line for complaints (0.3 %)."""
+        sent = self.counts.get(RowState.SENT, 0)
+        return {k: round(n / sent, 5) if sent else None for k, n in self.feedback.items()}
 
 
 def report(conn: Connection, slug: str, max_failures: int = 1000) -> Report | None:
@@ -56,4 +64,25 @@ def report(conn: Connection, slug: str, max_failures: int = 1000) -> Report | No
         issue=slug, state=issue.state, pause_reason=issue.pause_reason, counts=counts,
         failures=[Failure(f.email, f.last_code, f.last_answer or "", f.message_id) for f in failures],
         rate=round(counts[RowState.SENT] / span, 1) if span > 0 else None,
+        feedback=feedback(conn, issue.id, issue.started_at),
     )
+
+
+COMPLAINT_LINE = 0.003  # Gmail's bulk-sender rule: keep spam complaints below 0.3 %
+
+
+def feedback(conn: Connection, iid: int, started: datetime | None) -> dict[str, int]:
+    """Bounced (hard, soft) and complained: distinct messages of the issue in the bounce log;
+    unsubscribed: its recipients who unsubscribed after it went out (link, one-click or mailto)."""
+    b, o, s = t.bounce_log.c, t.outbox.c, t.subscribers.c
+    counted = sa.func.count(sa.distinct(b.outbox_id))
+    mine = (b.issue_id == iid, ~b.action.like("ignored%"))
+    bounced = b.kind == "bounce"
+    hard, soft, complained = conn.execute(sa.select(
+        counted.filter(bounced, b["class"] == "hard"), counted.filter(bounced, b["class"] == "soft"),
+        counted.filter(b.kind == "complaint")).where(*mine)).one()
+    unsubscribed = conn.scalar(sa.select(sa.func.count()).select_from(t.outbox.join(t.subscribers,
+                                                                                  o.subscriber_id == s.id))
+                               .where(o.issue_id == iid, o.state == RowState.SENT, s.status == "unsubscribed",
+                                      s.unsubscribed_at >= (started or datetime.min))) or 0
+    return {"bounced_hard": hard, "bounced_soft": soft, "complained": complained, "unsubscribed": unsubscribed}

@@ -43,6 +43,11 @@ subscribers = sa.Table(
     sa.Column("confirmed_at", When),
     sa.Column("unsubscribed_at", When),
     sa.Column("updated_at", When, nullable=False),
+    # why the status is what it is, when the engine changed it (a bounce's diagnostic, a complaint)
+    sa.Column("status_reason", sa.Text),
+    # soft bounces: points within [bounces] soft_window_days, at most one a day (migration 0003)
+    sa.Column("bounce_score", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_bounce_at", When),
     sa.CheckConstraint(f"status IN {SUBSCRIBER_STATUSES!r}", name="status"),
     sa.CheckConstraint(f"source IN {SOURCES!r}", name="source"),
 )
@@ -111,6 +116,28 @@ approvals = sa.Table(
     sa.Column("slug", sa.String(64), primary_key=True),
     sa.Column("approved_at", When, nullable=False),
 )
+
+# Every notice `newsletter bounces` took in, with its verdict and what the policy did (migration 0003)
+bounce_log = sa.Table(
+    "bounce_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("received_at", When, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),             # smtp, lmtp, imap:<folder>, a file (#N in an mbox)
+    # bounce | complaint | auto-reply | not-bounce | unknown | unsubscribe (mail to the List-Unsubscribe address)
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("recipient", sa.String(320)),
+    sa.Column("domain", sa.String(255)),                      # the recipient's domain, for the report by domain
+    sa.Column("class", sa.String(8)),                         # hard | soft
+    sa.Column("status", sa.String(16)),                       # RFC 3463, e.g. 5.1.1
+    sa.Column("diagnostic", sa.Text),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="SET NULL")),
+    sa.Column("outbox_id", sa.Integer, sa.ForeignKey("outbox.id", ondelete="SET NULL")),
+    sa.Column("action", sa.Text, nullable=False),             # what the policy did, in words
+    sa.Column("raw", sa.LargeBinary),                         # the notice, kept [bounces] keep_raw_days
+    sa.Column("raw_until", When),
+)
+sa.Index("ix_bounce_log_issue_id_kind", bounce_log.c.issue_id, bounce_log.c.kind)
 
 # Tables in the same database that the migrations do not own: APScheduler's job store makes its own.
 JOB_TABLE = "apscheduler_jobs"

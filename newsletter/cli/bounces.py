@@ -1,0 +1,116 @@
+"""``newsletter bounces …``: take in bounces, complaints and auto-replies, and report on them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+
+import click
+from rich.table import Table
+
+from ..feedback.ingest import Feedback, describe, judge
+from ..feedback.report import bounce_report
+from ..feedback.sources import Unreadable, notices
+from .base import Group, State, cli, console, log_to_stdout, pass_state
+
+
+@cli.group(cls=Group)
+def bounces() -> None:
+    """Bounces, complaints and auto-replies: receive (SMTP/LMTP), fetch (IMAP), ingest (files), report."""
+
+
+@bounces.command("ingest")
+@click.argument("paths", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Classify only: change nothing, not even the log.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message on standard output.")
+@pass_state
+def bounces_ingest(state: State, paths: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Take in notices from .eml files, folders, maildirs, mbox files, or one on standard input.
+
+    Example: newsletter bounces ingest --dry-run --json /var/mail/bounces
+    """
+    feedback = None if dry_run else Feedback(state.config, state.engine)
+    unreadable = 0
+    for item in notices(paths, sys.stdin.buffer):
+        if isinstance(item, Unreadable):
+            unreadable += 1
+            click.echo(f"{item.source}: not read: {item.reason}", err=True)
+            continue
+        done = describe(item, judge(item)) if feedback is None else feedback.handle(item)
+        if as_json:
+            click.echo(json.dumps(done.as_json(), ensure_ascii=False))
+        else:
+            click.echo(f"{done.source}: {done.kind}" + (f": {'; '.join(done.actions)}" if done.actions else ""))
+    if unreadable:
+        raise SystemExit(1)
+
+
+@bounces.command("receive")
+@click.option("--host", help="Address to listen on (default: [bounces] listen_host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: [bounces] listen_port, 2526).")
+@click.option("--lmtp", is_flag=True, default=None, help="Speak LMTP instead of SMTP (default: [bounces] lmtp).")
+@pass_state
+def bounces_receive(state: State, host: str | None, port: int | None, lmtp: bool | None) -> None:
+    """Listen for notices that an MTA forwards (Postfix transport_maps); run until SIGTERM or Ctrl-C.
+
+    Example: newsletter bounces receive --port 2526
+    """
+    from ..feedback import receive
+
+    cfg = state.config.bounces
+    log_to_stdout()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    host, port, lmtp = host or cfg.listen_host, port or cfg.listen_port, cfg.lmtp if lmtp is None else lmtp
+    server = receive.start(Feedback(state.config, state.engine), host, port, lmtp)
+    click.echo(f"Receiving notices over {'LMTP' if lmtp else 'SMTP'} on {host}:{port}")
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+
+
+@bounces.command("fetch")
+@click.option("--limit", type=click.IntRange(1), help="At most this many messages this run.")
+@pass_state
+def bounces_fetch(state: State, limit: int | None) -> None:
+    """Read the bounce mailbox over IMAP; delete (or move) what was stored, leave and report the rest.
+
+    Example: newsletter bounces fetch
+    """
+    from ..feedback.fetch import fetch
+
+    found = fetch(Feedback(state.config, state.engine), state.config.bounces, limit)
+    for done in found.handled:
+        click.echo(f"{done.source}: {done.kind}" + (f": {'; '.join(done.actions)}" if done.actions else ""))
+    for uid, reason in found.left:
+        click.echo(f"imap:{state.config.bounces.imap_folder}/{uid}: left in the mailbox: {reason}", err=True)
+    click.echo(f"{len(found.handled)} processed, {len(found.left)} left in the mailbox")
+    if found.left:
+        raise SystemExit(1)
+
+
+@bounces.command("report")
+@click.option("--issue", help="Only notices about this issue's messages.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_state
+def bounces_report(state: State, issue: str | None, as_json: bool) -> None:
+    """Notices by verdict, bounces by class, and the recipient domains they came from.
+
+    Example: newsletter bounces report --issue 2026-05-28
+    """
+    with state.engine.connect() as conn:
+        found = bounce_report(conn, issue)
+    if as_json:
+        click.echo(json.dumps(found.as_json(), indent=2))
+        return
+    console.print("By verdict: " + (", ".join(f"{k} {v}" for k, v in sorted(found.by_kind.items())) or "none"))
+    console.print("Bounces: " + (", ".join(f"{k} {v}" for k, v in sorted(found.by_class.items())) or "none")
+                  + f"; ignored (forged, replayed, never sent): {found.ignored}")
+    table = Table("domain", "hard", "soft", "complaints", title="By recipient domain")
+    for domain, hard, soft, complaints in found.by_domain:
+        table.add_row(domain, str(hard), str(soft), str(complaints))
+    console.print(table)
