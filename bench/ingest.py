@@ -49,6 +49,7 @@ def cli(config: Path, *args: str) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notices", type=int, default=5000)
+    parser.add_argument("--keep", type=Path, help="Work in this folder and keep it (to profile the ingest again).")
     args = parser.parse_args()
     import sqlalchemy as sa
 
@@ -58,7 +59,8 @@ def main() -> None:
     from newsletter.store import tables as t
 
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         config = work / "config.toml"
         config.write_text(f'[newsletter]\nsecret_key = "bench"\n[paths]\nissues = "{REPO / "issues"}"\n'
                           f'templates = "{REPO / "templates" / "email"}"\n'

@@ -20,3 +20,11 @@ def test_bench_runs_on_200_subscribers_and_writes_table_json_and_chart(tmp_path)
     assert results["naive"]["rate"] > 0 and results["render_all"]["groups"] == 15
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
     assert "engine, 200 subscribers" in done.stdout and any("naive" in line for line in results["targets"])
+
+
+def test_bench_ingest_runs_and_applies_every_notice(tmp_path):
+    """bench/ingest.py on 150 notices prints its figures and applies every one (the rate is judged at full size)."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "ingest.py"), "--notices", "150"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    figures = dict(line.split(None, 1) for line in done.stdout.splitlines() if line and line[0].islower())
+    assert figures["applied"].strip() == "150" and float(figures["notices/s"].replace(",", "")) > 0, done.stderr

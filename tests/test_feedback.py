@@ -229,3 +229,42 @@ def test_the_receiver_survives_junk_huge_and_malformed_notices_and_logs_each(sen
     assert "ignored: 1000 not mailed in the last 30 days: stranger0@example.net, " in logged[3][1]
     assert "suppressed" in logged[4][1]
     assert [status_of(config, e)[0] for e in PEOPLE] == ["bounced", "active", "active", "active", "active"]
+
+
+def test_ingest_stores_the_rest_when_the_database_refuses_one_notice(sent, runner, tmp_path):
+    """Of a folder of notices stored in one batch, the one the database refuses is reported with its reason (exit 1)
+    and the others are applied: the batch is redone one by one, nothing is half-written."""
+    config, _, rows = sent
+    fb = feedback_for(config)
+    engine = store.engine_for(load_config(config).database_url)
+    with engine.begin() as conn:  # as a full disk would, for this one notice
+        conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON bounce_log WHEN NEW.diagnostic LIKE "
+                             "'%poison%' BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    engine.dispose()
+    folder = tmp_path / "notices"
+    folder.mkdir()
+    for name, email, diagnostic in (("1", "hard@example.org", "550 5.1.1 User unknown"),
+                                    ("2", "soft@example.org", "550 5.1.1 poison"),
+                                    ("3", "angry@example.org", "550 5.1.1 User unknown")):
+        to = verp_address(BOUNCES, fb.links.verp_token("r", rows[email].id))
+        (folder / f"{name}.eml").write_bytes(dsn(to, email, "5.1.1", diagnostic))
+    out = invoke(runner, config, "bounces", "ingest", str(folder), code=1).output
+    assert f"{folder / '2.eml'}: not stored: IntegrityError" in out
+    assert [status_of(config, e)[0] for e in PEOPLE[:3]] == ["bounced", "active", "bounced"]
+
+
+def test_raw_notices_are_forgotten_after_keep_raw_days(sent):
+    """A notice's raw bytes are kept [bounces] keep_raw_days (30), then forgotten; its log line stays."""
+    config, _, _ = sent
+    clock = ManualClock()
+    fb = feedback_for(config, clock)
+    fb.handle(Notice(plain(BOUNCES, "ada@example.org", "Re: digest", "Thanks!"), "t"))
+    engine = store.engine_for(load_config(config).database_url)
+    raw = sa.select(t.bounce_log.c.raw)
+    clock.at += timedelta(days=29)
+    assert fb.expire_raw() == 0
+    clock.at += timedelta(days=2)
+    assert fb.expire_raw() == 1
+    with engine.connect() as conn:
+        assert conn.execute(raw).all() == [(None,)]
+    engine.dispose()

@@ -46,6 +46,7 @@ def fetch(feedback: Feedback, cfg: BouncesSection, limit: int | None = None) -> 
 
 def _fetch(feedback: Feedback, cfg: BouncesSection, limit: int | None) -> Fetched:
     done = Fetched()
+    feedback.expire_raw()
     folder = cfg.imap_folder
     box = _mailbox(cfg)
     try:

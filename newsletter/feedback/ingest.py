@@ -18,9 +18,11 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -39,6 +41,17 @@ RECENT = timedelta(days=30)     # an address named without a token counts only i
 RAW_MAX = 1 << 20               # the raw notice is kept up to 1 MiB (a 20 MB attachment is not)
 TOKEN_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to")
 SENT_ROWS = (RowState.SENT, RowState.UNKNOWN, RowState.DEFERRED, RowState.FAILED)
+BATCH = 200                     # notices from files or IMAP stored per transaction
+T = TypeVar("T")
+Pair = tuple["Notice", Verdict]
+
+_o, _b = t.outbox.c, t.bounce_log.c
+# Built once: building a statement costs more than SQLAlchemy's cached compile (bench/ingest.py)
+ROW = (sa.select(_o.id, _o.subscriber_id, _o.issue_id, _o.email, _o.state,
+                 sa.exists().where(_b.outbox_id == _o.id, _b.kind == sa.bindparam("kind"),
+                                   _b.action.not_like("ignored%")).label("replayed"))
+       .where(_o.id == sa.bindparam("id"), _o.attempts > 0))
+LOG = t.bounce_log.insert()
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,23 @@ def judge(notice: Notice) -> Verdict:
 
 
 @dataclass(frozen=True)
+class NotStored:
+    """A notice the database refused (the rest of its batch was stored): it stays where it came from."""
+
+    source: str
+    reason: str
+
+
+def _is_pair(item: object) -> bool:
+    return isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Notice)
+
+
+def _batched(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+@dataclass(frozen=True)
 class _Row:
     id: int
     subscriber_id: int | None
@@ -101,8 +131,32 @@ class Feedback:
         with self.engine.begin() as conn:
             return self.apply(conn, notice)
 
-    def apply(self, conn: Connection, notice: Notice) -> Handled:
-        verdict = judge(notice)
+    def handle_all(self, items: Iterable[Pair | T], batch: int = BATCH) -> Iterator[Handled | NotStored | T]:
+        """Apply classified notices in transactions of up to ``batch`` (anything else passes through, in order).
+
+        A batch that fails is rolled back and redone one notice per transaction, so only the notice at fault
+        is left out: it comes back as ``NotStored`` with the reason, and the rest are stored.
+        """
+        for chunk in _batched(iter(items), batch):
+            done: list[Handled | NotStored | T]
+            try:
+                with self.engine.begin() as conn:
+                    done = [self.apply(conn, *cast(Pair, i)) if _is_pair(i) else cast(T, i) for i in chunk]
+            except Exception:
+                done = [self._alone(*cast(Pair, i)) if _is_pair(i) else cast(T, i) for i in chunk]
+            yield from done
+
+    def _alone(self, notice: Notice, verdict: Verdict) -> Handled | NotStored:
+        try:
+            with self.engine.begin() as conn:
+                return self.apply(conn, notice, verdict)
+        except Exception as exc:
+            log.exception("%s: not stored", notice.source)
+            return NotStored(notice.source, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    def apply(self, conn: Connection, notice: Notice, verdict: Verdict | None = None) -> Handled:
+        """Apply one notice within ``conn``'s transaction (classifying it unless its verdict is given)."""
+        verdict = verdict or judge(notice)
         done = describe(notice, verdict)
         now = self.clock.now()
         token = self._token(notice)
@@ -143,11 +197,11 @@ class Feedback:
         if kind == "u":
             self._mailto_unsubscribe(conn, ident, verdict, done, now)
             return None
-        row = self._row(conn, ident)
+        row, replayed = self._row(conn, ident, verdict.kind)
         if row is None or row.state not in SENT_ROWS:
             done.actions.append(f"ignored: the engine never sent outbox row {ident}")
             return None
-        if self._replayed(conn, row.id, verdict.kind):
+        if replayed:
             done.actions.append(f"ignored: a {verdict.kind.value} for outbox row {row.id} was counted already")
         else:
             self._apply(conn, row.subscriber_id, row.email, verdict, _worst(verdict), done, now)
@@ -202,16 +256,10 @@ class Feedback:
 
     # --- queries ---------------------------------------------------------------------------------
 
-    def _row(self, conn: Connection, row_id: int) -> _Row | None:
-        o = t.outbox.c
-        found = conn.execute(sa.select(o.id, o.subscriber_id, o.issue_id, o.email, o.state)
-                             .where(o.id == row_id, o.attempts > 0)).first()
-        return _Row(*found) if found else None
-
-    def _replayed(self, conn: Connection, row_id: int, kind: Kind) -> bool:
-        b = t.bounce_log.c
-        return conn.scalar(sa.select(b.id).where(b.outbox_id == row_id, b.kind == kind.value,
-                                                 b.action.not_like("ignored%")).limit(1)) is not None
+    def _row(self, conn: Connection, row_id: int, kind: Kind) -> tuple[_Row | None, bool]:
+        """The sent outbox row a token names, and whether a notice of this kind was counted for it already."""
+        found = conn.execute(ROW, {"id": row_id, "kind": kind.value}).first()
+        return (_Row(*found[:5]), bool(found.replayed)) if found else (None, False)
 
     def _recently_mailed(self, conn: Connection, address: str, now: datetime) -> tuple[int, str] | None:
         """The subscriber an address names, if a message to it went out within ``RECENT``."""
@@ -226,7 +274,7 @@ class Feedback:
         recipient = (row.email if row else None) or (first.address if first else None)
         keep = self.cfg.keep_raw_days or (verdict.kind is Kind.UNKNOWN)
         days = self.cfg.keep_raw_days or 365.0
-        conn.execute(t.bounce_log.insert().values(
+        conn.execute(LOG, dict(
             received_at=now, source=notice.source[:1000], kind=done.kind, recipient=recipient,
             domain=recipient.rpartition("@")[2].casefold() if recipient else None,
             **{"class": first.klass if first and verdict.kind is Kind.BOUNCE else None},

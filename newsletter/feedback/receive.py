@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -20,6 +21,7 @@ from .ingest import Feedback, Notice
 
 log = logging.getLogger("newsletter.feedback")
 DATA_LIMIT = 40 << 20  # a notice that quotes a 20 MB message still fits
+EXPIRE_EVERY = timedelta(hours=1)
 LINE_LIMIT = 1 << 20   # RFC 5321 says 1,000; auto-responders and junk don't, and a 500 would bounce the notice
 
 
@@ -29,12 +31,23 @@ class Receiver:
     def __init__(self, feedback: Feedback, lmtp: bool = False) -> None:
         self.feedback, self.lmtp = feedback, lmtp
         self.handled = 0
+        self.expired_at = feedback.clock.now() - EXPIRE_EVERY
+
+    def _expire(self) -> None:
+        """Forget raw notices past [bounces] keep_raw_days, at most once an hour; a failure waits for the next."""
+        if self.feedback.clock.now() - self.expired_at >= EXPIRE_EVERY:
+            self.expired_at = self.feedback.clock.now()
+            try:
+                self.feedback.expire_raw()
+            except Exception:
+                log.exception("raw notices past their keep date could not be forgotten")
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         notice = Notice(raw, "lmtp" if self.lmtp else "smtp", tuple(envelope.rcpt_tos))
         try:
             await asyncio.to_thread(self.feedback.handle, notice)
+            await asyncio.to_thread(self._expire)
         except Exception:  # the database is away, say: the MTA keeps the notice and retries
             log.exception("a notice from %s could not be stored", envelope.mail_from or "<>")
             status = "451 4.3.0 the notice could not be stored; try again later"

@@ -138,6 +138,8 @@ bounce_log = sa.Table(
     sa.Column("raw_until", When),
 )
 sa.Index("ix_bounce_log_issue_id_kind", bounce_log.c.issue_id, bounce_log.c.kind)
+sa.Index("ix_bounce_log_outbox_id_kind", bounce_log.c.outbox_id, bounce_log.c.kind)  # the replay check
+sa.Index("ix_bounce_log_raw_until", bounce_log.c.raw_until)                           # forgetting raw notices
 
 # Tables in the same database that the migrations do not own: APScheduler's job store makes its own.
 JOB_TABLE = "apscheduler_jobs"

@@ -44,10 +44,13 @@ def upgrade() -> None:
                                   ondelete="SET NULL") for column, table in REFERENCES),
     )
     op.create_index("ix_bounce_log_issue_id_kind", "bounce_log", ["issue_id", "kind"])
+    op.create_index("ix_bounce_log_outbox_id_kind", "bounce_log", ["outbox_id", "kind"])
+    op.create_index("ix_bounce_log_raw_until", "bounce_log", ["raw_until"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_bounce_log_issue_id_kind", table_name="bounce_log")
+    for index in ("ix_bounce_log_raw_until", "ix_bounce_log_outbox_id_kind", "ix_bounce_log_issue_id_kind"):
+        op.drop_index(index, table_name="bounce_log")
     op.drop_table("bounce_log")
     with op.batch_alter_table("subscribers") as batch:
         batch.drop_column("last_bounce_at")
