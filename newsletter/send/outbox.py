@@ -188,6 +188,13 @@ def record(conn: Connection, row: Row, state: RowState, result: Result, now: dat
                         "outcome": state.value})
 
 
+def renew(conn: Connection, iid: int, holders: Sequence[str], until: datetime) -> int:
+    """Heartbeat: extend the leases of every row these live holders claimed; how many rows."""
+    o = t.outbox.c
+    return conn.execute(t.outbox.update().where(o.issue_id == iid, o.claimed_by.in_(holders))
+                        .values(lease_until=until)).rowcount
+
+
 def release(conn: Connection, iid: int, worker: str) -> None:
     """Give back rows claimed but not begun (on pause or shutdown)."""
     o = t.outbox.c
@@ -202,17 +209,19 @@ def requeue(conn: Connection, row_id: int) -> None:
         state=RowState.QUEUED, attempts=o.attempts - 1, claimed_by=None, lease_until=None))
 
 
-def recover(conn: Connection, iid: int, now: datetime, alive: Callable[[str], bool]) -> int:
+def recover(conn: Connection, iid: int, now: datetime, alive: Callable[[str], bool],
+            own: Sequence[str] = ()) -> int:
     """Undo what a process that is gone left behind; return how many rows became ``unknown``.
 
     Gone: its lease ran out, or it ran on this host and its pid no longer exists. Its rows in
     ``sending`` were mid-transfer: their fate is unknown. Rows it had only claimed go back to the
-    queue at once instead of waiting for the lease to run out.
+    queue at once instead of waiting for the lease to run out. A live caller names its own holders
+    in ``own``: they are never taken for gone.
     """
     o = t.outbox.c
     holders = conn.execute(sa.select(o.claimed_by, sa.func.min(o.lease_until)).where(
         o.issue_id == iid, o.claimed_by.is_not(None)).group_by(o.claimed_by)).all()
-    gone = [h for h, lease in holders if aware(lease) < now or not alive(h)]
+    gone = [h for h, lease in holders if h not in own and (aware(lease) < now or not alive(h))]
     if not gone:
         return 0
     mine = (o.issue_id == iid, o.claimed_by.in_(gone))

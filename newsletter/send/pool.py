@@ -38,6 +38,9 @@ from .transport import Outcome, Result
 log = logging.getLogger("newsletter.send")
 CLAIM_BATCH = 50
 IDLE_SECONDS = 1.0
+# A claim is held while its worker's heartbeat renews it (every quarter lease), however long the batch
+# takes; a worker that stops renewing loses its rows one lease later, to the next heartbeat of any other.
+LEASE = timedelta(seconds=60)
 
 
 class RateLimit:
@@ -95,13 +98,14 @@ class Delivery:
 
     def __init__(self, config: Config, engine: sa.Engine, groups: Groups, links: Links, mailer: Mailer, *,
                  clock: Clock = SYSTEM, stop: threading.Event | None = None,
-                 on_progress: Callable[[int], None] | None = None) -> None:
+                 on_progress: Callable[[int], None] | None = None, lease: timedelta | None = None) -> None:
         self.config, self.engine, self.groups, self.links, self.mailer = config, engine, groups, links, mailer
         self.clock = clock
         self.state = SendState(stop=stop or threading.Event())
         self.limit = RateLimit(config.smtp.rate_per_second, config.smtp.rate_per_hour)
         self.policy = RetryPolicy.from_config(config.smtp)
-        self.lease = timedelta(seconds=max(60.0, config.smtp.timeout * 4))
+        self.lease = lease or LEASE
+        self.recovered = 0  # rows of dead workers found mid-transfer by this run's heartbeat
         self.on_progress = on_progress or (lambda n: None)
         self.due_by: datetime | None = None
         sqlite = engine.dialect.name == "sqlite"
@@ -116,15 +120,18 @@ class Delivery:
         self.due_by = None if wait else self.clock.now()
         while not self.state.stop.is_set():
             before = self.state.done
-            threads = [threading.Thread(target=self._thread, args=(iid, n), daemon=True)
-                       for n in range(self.config.smtp.connections)]
+            names = [outbox.worker_name(str(n)) for n in range(self.config.smtp.connections)]
+            threads = [threading.Thread(target=self._thread, args=(iid, name), daemon=True) for name in names]
             for th in threads:
                 th.start()
-            for th in threads:
-                th.join()
+            with self._heartbeat(iid, names):
+                for th in threads:
+                    th.join()
             if self.state.stop.is_set() or not wait:
                 break
-            with self.engine.connect() as conn:
+            with self.engine.connect() as conn, self._sqlite_turn, conn.begin():
+                # rows still held by a worker that stopped renewing come back once its lease ran out
+                self.recovered += outbox.recover(conn, iid, self.clock.now(), outbox.local_alive)
                 due = outbox.next_due(conn, iid, self.clock.now())
             if due is None:
                 break
@@ -132,14 +139,37 @@ class Delivery:
             floor = IDLE_SECONDS if self.state.done == before else 0.0
             self.clock.sleep(max(floor, (due - self.clock.now()).total_seconds()), self.state.stop)
 
-    def _thread(self, iid: int, n: int) -> None:
+    @contextlib.contextmanager
+    def _heartbeat(self, iid: int, names: list[str]) -> Iterator[None]:
+        """While the threads run: renew their claims, and recover what dead workers left, every quarter lease."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.lease.total_seconds() / 4):
+                try:
+                    with self.engine.connect() as conn, self._sqlite_turn, conn.begin():
+                        now = self.clock.now()
+                        outbox.renew(conn, iid, names, now + self.lease)
+                        self.recovered += outbox.recover(conn, iid, now, outbox.local_alive, names)
+                except Exception:  # the database is away: the sending threads will say so; try again
+                    log.exception("heartbeat: the claims could not be renewed")
+
+        beat_thread = threading.Thread(target=beat, daemon=True, name="heartbeat")
+        beat_thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beat_thread.join()
+
+    def _thread(self, iid: int, name: str) -> None:
         """A sending thread: it never dies silently; what stops it is recorded as the send's fault."""
         try:
-            self._serve(iid, outbox.worker_name(str(n)))
+            self._serve(iid, name)
         except SendFault as exc:
             self.state.pause(str(exc))
         except Exception as exc:  # not one row's fault (each row's is caught in _attempt)
-            log.exception("sending thread %d stopped", n)
+            log.exception("sending thread %s stopped", name)
             self.state.pause(f"a sending thread stopped: {type(exc).__name__}: {exc}")
 
     def _serve(self, iid: int, worker: str) -> None:
