@@ -5,6 +5,7 @@ Also the base of the tests' server, which adds scripted 4xx/5xx answers, dropped
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -28,7 +29,7 @@ class EmlHandler:
         self.senders: dict[str, str] = {}  # each recipient's envelope sender (MAIL FROM), the last one
         self._lock = threading.Lock()
         if folder:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.store(envelope)
@@ -43,7 +44,15 @@ class EmlHandler:
                 self.senders[rcpt.casefold()] = envelope.mail_from or ""
                 if self.folder:
                     name = f"{len(self.messages):06d}-{_UNSAFE.sub('_', rcpt)}.eml"
-                    (self.folder / name).write_bytes(data)
+                    write_private(self.folder / name, data)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` readable by its owner only (0600): a captured message holds its recipient's address."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o600)  # an older file of that name kept its mode through O_TRUNC
+        out.write(data)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

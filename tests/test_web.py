@@ -6,6 +6,7 @@ import email
 import email.policy
 import re
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from newsletter.store import tables as t
 from newsletter.web import create_app
 from newsletter.web.guard import SlidingWindow, is_loopback
 
-from .conftest import AREAS
+from .conftest import AREAS, ManualClock
 from .smtpd import smtp_server
 
 SECRET = "web-test-secret-0123456789"
@@ -45,8 +46,8 @@ class Site:
         self.config = load_config(config_path)
         self.engine = store.engine_for(self.config.database_url)
         store.migrate(self.engine)
-        self.handler, self.clock = handler, clock
-        self.app = create_app(self.config, self.engine, clock=clock)
+        self.handler, self.clock, self.now = handler, clock, ManualClock()
+        self.app = create_app(self.config, self.engine, clock=clock, now=self.now)
         self.links = self.app.state.web.links
 
     def client(self, client: tuple[str, int] = LOOPBACK) -> TestClient:
@@ -406,3 +407,53 @@ def test_signup_with_a_non_ascii_local_part_is_accepted_and_told_what_it_needs(s
         assert audience.get(conn, "zoë@example.org").status == "pending"
         assert audience.get(conn, "nutzer@bücher.example").status == "pending"
     assert sorted(rcpt for rcpt, _ in site.handler.messages) == ["nutzer@bücher.example", "zoë@example.org"]
+
+
+def test_six_sign_ups_for_one_address_from_six_clients_send_one_confirmation(site):
+    """Six sign-up POSTs for one address from six client addresses, through two app instances sharing only
+    the database, send one confirmation mail and show six identical pages; an hour later one more goes."""
+    other_app = create_app(site.config, site.engine, now=site.now)  # another process: its own memory
+    pages = []
+    for n in range(6):
+        app = (site.app, other_app)[n % 2]
+        with TestClient(app, client=(f"198.51.100.{n + 1}", 40000 + n), follow_redirects=False) as client:
+            pages.append(subscribe(client, "victim@example.org", f"Name {n}"))
+        site.now.at += timedelta(minutes=5)
+    strip = lambda text: re.sub(r'value="[^"]+"', "", text)  # noqa: E731 (the CSRF field differs)
+    assert {(p.status_code, strip(p.text)) for p in pages} == {(200, strip(pages[0].text))}
+    assert site.handler.received["victim@example.org"] == 1
+    site.now.at += timedelta(minutes=31)  # 61 minutes after the first mail
+    with site.client(REMOTE) as client:
+        assert subscribe(client, "victim@example.org").status_code == 200
+    assert site.handler.received["victim@example.org"] == 2
+    assert len(confirm_links(site.handler)) == 2
+
+
+def test_an_unsubscribed_address_is_limited_too_and_a_known_one_reads_the_same(site):
+    """Re-sign-ups of an unsubscribed address get one mail per hour; the page matches an active address's."""
+    sid = site.add("gone@example.org")
+    site.add("here@example.org")
+    with site.engine.begin() as conn:
+        audience.unsubscribe_id(conn, sid)
+    with site.client() as client:
+        gone = [subscribe(client, "gone@example.org") for _ in range(3)]
+    with site.client(REMOTE) as client:
+        here = subscribe(client, "here@example.org")
+    strip = lambda text: re.sub(r'value="[^"]+"', "", text)  # noqa: E731 (the CSRF field differs)
+    assert {strip(p.text) for p in [*gone, here]} == {strip(here.text)}
+    assert [r for r, _ in site.handler.messages] == ["gone@example.org"]
+
+
+def test_claim_confirmation_allows_one_per_interval_on_both_databases(db_url):
+    """The per-address claim wins once per interval on SQLite and PostgreSQL, compared in the database."""
+    from newsletter.web.guard import claim_confirmation
+
+    engine = store.engine_for(db_url)
+    store.migrate(engine)
+    hour, start = timedelta(hours=1), ManualClock().now()
+    with engine.begin() as conn:
+        sid = audience.add(conn, "a@example.org", "", "", AREAS, source="web", status="pending").id
+        assert claim_confirmation(conn, sid, start, hour)
+        assert not claim_confirmation(conn, sid, start + timedelta(minutes=59), hour)
+        assert claim_confirmation(conn, sid, start + hour, hour)
+    engine.dispose()

@@ -168,3 +168,22 @@ def test_preview_switches_group_and_width(browser, live):
         assert "in your areas (RL)" in " ".join(inner.locator("body").inner_text().split())
     finally:
         page.close()
+
+
+def test_sign_up_and_preferences_forms_fit_a_375_px_phone(browser, live):
+    """The sign-up, preferences and unsubscribe pages scroll no wider than a 375 px phone (inputs overflowed)."""
+    from newsletter.links import PREFERENCES, UNSUBSCRIBE, links_for
+
+    with live.engine.begin() as conn:  # type: ignore[attr-defined]
+        sid = audience.add(conn, READER, "Rita", "", AREAS, source="cli", status="active").id
+    links = links_for(load_config(live.config_path), live.engine)  # type: ignore[arg-type]
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    try:
+        for path in ("/subscribe", f"/preferences/{links.token(PREFERENCES, sid)}",
+                     f"/unsubscribe/{links.token(UNSUBSCRIBE, sid)}"):
+            page.goto(live.base + path)
+            assert page.locator("form").count() >= 1
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+            assert scroll <= 375, f"{path.split('/')[1]} at 375 px: content {scroll} px wide"
+    finally:
+        page.close()

@@ -11,6 +11,7 @@ must not race to migrate it; there an operator runs ``newsletter init`` once.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 # The newest migration. Every command checks the database against it, and only a database behind
 # it needs Alembic, whose import (with Mako and Pygments) costs 0.2 s a command. A test checks it
 # against Alembic's own script directory.
-HEAD = "0003"
+HEAD = "0004"
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -43,11 +44,29 @@ def engine_for(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
             engine = sa.create_engine(url, connect_args={"timeout": 30})
+            sa.event.listen(engine, "do_connect", _private_sqlite_file)
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         return sa.create_engine(url, pool_pre_ping=True)
     except (ArgumentError, ImportError) as exc:
         raise ConfigError(f"database.url: cannot use {_redact(url)!r}: {exc}") from None
+
+
+def _private_sqlite_file(dialect: object, _record: object, cargs: tuple[object, ...], _cparams: object) -> None:
+    """Create a new database file readable by its owner only (0600); SQLite gives its -wal and -shm
+    files the database's mode. SQLite alone made it 0644: every address readable by every local user.
+    An existing file keeps the mode its owner gave it.
+    """
+    path = cargs[0] if cargs else None
+    if not isinstance(path, str) or path in ("", ":memory:") or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return
+    except OSError:
+        return  # no folder yet, say: SQLite reports it with its own words
+    os.chmod(path, 0o600)  # whatever the umask
 
 
 def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:

@@ -48,6 +48,8 @@ subscribers = sa.Table(
     # soft bounces: points within [bounces] soft_window_days, at most one a day (migration 0003)
     sa.Column("bounce_score", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_bounce_at", When),
+    # the last confirmation link sent: at most one per [web] confirm interval, across processes (0004)
+    sa.Column("confirm_sent_at", When),
     sa.CheckConstraint(f"status IN {SUBSCRIBER_STATUSES!r}", name="status"),
     sa.CheckConstraint(f"source IN {SOURCES!r}", name="source"),
 )

@@ -9,7 +9,9 @@ anything (link scanners follow GETs): confirm and unsubscribe show one button th
 
 Database and SMTP work is blocking, so it runs in Starlette's thread pool; the confirmation email
 is sent in a background task after the response, so the sign-up page answers the same, and in the
-same time, whether or not the address was known.
+same time, whether or not the address was known. One address gets at most one confirmation mail
+per ``CONFIRM_EVERY`` however many clients ask (``guard.claim_confirmation``, kept in the database
+so every process sees it); the page never tells whether a mail went out.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jinja2
 import sqlalchemy as sa
@@ -38,28 +41,36 @@ from .. import audience, store
 from ..areas import all_groups, group_key
 from ..areas import group as area_group
 from ..audience import Subscriber
+from ..clock import SYSTEM, Clock
 from ..config import Config
 from ..errors import AudienceError, BadToken, NewsletterError
 from ..links import PREFERENCES, UNSUBSCRIBE, Links, links_for
 from ..render import Renderer, preview_slots
 from ..send import Mailer, Outcome, Recipient
 from ..send.compose import Confirmation
-from . import issues
+from . import guard, issues
 from .guard import CSP, CSRF_COOKIE, CSRF_FIELD, FRAME_OK, Csrf, SecurityHeaders, SlidingWindow, client_ip, is_loopback
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("newsletter.web")
 T = TypeVar("T")
 STATIC = Path(__file__).with_name("templates")
 PHONE, DESKTOP = 375, 700
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# At most one confirmation mail per address in this time, however many clients ask for one.
+CONFIRM_EVERY = timedelta(minutes=60)
 
 
-def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[[], float] | None = None) -> Starlette:
+def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[[], float] | None = None,
+               now: Clock = SYSTEM, confirm_every: timedelta = CONFIRM_EVERY) -> Starlette:
     """The web app for ``config``; ``engine`` defaults to the configured database (migrated if SQLite).
 
-    ``clock`` (monotonic seconds) drives the sign-up rate limit, so a test can move time.
+    ``clock`` (monotonic seconds) drives the per-client sign-up limit and ``now`` the per-address one,
+    so a test can move time.
     """
-    web = Web(config, engine or store.connect(store.engine_for(config.database_url)), clock)
+    web = Web(config, engine or store.connect(store.engine_for(config.database_url)), clock, now, confirm_every)
     routes = [
         Route("/", web.subscribe_form), Route("/subscribe", web.subscribe_form),
         Route("/subscribe", web.subscribe, methods=["POST"]),
@@ -81,7 +92,8 @@ def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[
 class Web:
     """The app's state and its endpoints."""
 
-    def __init__(self, config: Config, engine: Engine, clock: Callable[[], float] | None) -> None:
+    def __init__(self, config: Config, engine: Engine, clock: Callable[[], float] | None, now: Clock = SYSTEM,
+                 confirm_every: timedelta = CONFIRM_EVERY) -> None:
         self.config, self.engine = config, engine
         self.areas = tuple(config.newsletter.areas)
         self.links: Links = links_for(config, engine)
@@ -89,6 +101,7 @@ class Web:
         self.csrf = Csrf(self.links.secret)
         self.limiter = SlidingWindow(config.web.subscribe_per_hour, 3600.0, clock or time.monotonic)
         self.confirm_max_age = int(config.web.confirm_hours * 3600)
+        self.now, self.confirm_every = now, confirm_every
         self.archive_pages = issues.Archive(config)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(STATIC), autoescape=True,
                                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -168,7 +181,12 @@ class Web:
         """After the response: record the sign-up and send the confirmation link, if there is one to send."""
         try:
             with self.engine.begin() as conn:
-                sub = audience.request_signup(conn, email, name, chosen, self.areas)
+                now = self.now.now()
+                sub = audience.request_signup(conn, email, name, chosen, self.areas, now)
+                if sub is not None and not guard.claim_confirmation(conn, sub.id, now, self.confirm_every):
+                    log.info("subscriber %d was sent a confirmation link less than %s ago; nothing sent",
+                             sub.id, self.confirm_every)
+                    return
         except (AudienceError, sa.exc.IntegrityError):  # the same address signing up twice at once
             log.info("sign-up raced with another for the same address; nothing sent")
             return
@@ -363,8 +381,16 @@ def _masked(email: str) -> str:
     return f"{local[:1]}…@{domain}"
 
 
-def serve(config: Config, host: str, port: int) -> None:
-    """Run the app under uvicorn until interrupted."""
+def server(app: Starlette, host: str, port: int, **options: Any) -> uvicorn.Server:
+    """uvicorn for ``app``, its access log without link tokens (``guard.RedactTokens``)."""
     import uvicorn
 
-    uvicorn.run(create_app(config), host=host, port=port, proxy_headers=True, log_level="info")
+    options = {"proxy_headers": True, "log_level": "info", **options}
+    made = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
+    guard.redact_access_log()  # after uvicorn.Config, which (re)configures logging
+    return made
+
+
+def serve(config: Config, host: str, port: int) -> None:
+    """Run the app under uvicorn until interrupted."""
+    server(create_app(config), host, port).run()

@@ -1,4 +1,4 @@
-"""What protects the pages: CSRF tokens, the sign-up rate limit, security headers, loopback checks.
+"""What protects the pages: CSRF tokens, the sign-up limits, security headers, loopback checks, log redaction.
 
 CSRF is a signed double submit: a random value in a cookie and, in each form, that value signed
 with the app's secret (itsdangerous, its own salt). A cross-site page can make the browser send the
@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
+import re
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from itsdangerous import BadData, URLSafeTimedSerializer
+from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..store import tables
 
 CSRF_COOKIE = "nl_csrf"
 CSRF_FIELD = "csrf"
@@ -82,6 +89,19 @@ class SlidingWindow:
             del self._hits[key]
 
 
+def claim_confirmation(conn: Connection, subscriber_id: int, now: datetime, every: timedelta) -> bool:
+    """Whether a confirmation link may go to this subscriber now; True records ``now`` as its last one.
+
+    Measured before: five sign-up POSTs for one address sent five mails within seconds, and the
+    per-client limit above does nothing against many clients. One conditional UPDATE decides, so
+    two processes (or workers) claiming at once cannot both win.
+    """
+    s = tables.subscribers.c
+    due = sa.or_(s.confirm_sent_at.is_(None), s.confirm_sent_at <= now - every)
+    claimed = conn.execute(tables.subscribers.update().where(s.id == subscriber_id, due).values(confirm_sent_at=now))
+    return claimed.rowcount == 1
+
+
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
@@ -91,6 +111,39 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a name (a Unix socket, Starlette's "testclient") is not an address we trust
+
+
+# The signed parts of links that act for a subscriber, and the preview token: never written to a log.
+_TOKEN_SEGMENT = re.compile(r"(/(?:confirm|unsubscribe|resubscribe|preferences)/)[^/?#\s\"]+")
+_TOKEN_QUERY = re.compile(r"([?&]token=)[^&#\s\"]+")
+ACCESS_LOG = "uvicorn.access"
+
+
+def redact(text: str) -> str:
+    """``text`` with every link token replaced by "…": ``/unsubscribe/…``, ``?token=…``."""
+    return _TOKEN_QUERY.sub(r"\1…", _TOKEN_SEGMENT.sub(r"\1…", text))
+
+
+class RedactTokens(logging.Filter):
+    """Takes the tokens out of uvicorn's access log lines, whose arguments hold the request path.
+
+    Without it every unsubscribe and preferences link clicked was written to the log in working
+    form: whoever reads the log could unsubscribe the reader or change their name.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+def redact_access_log() -> None:
+    """Put ``RedactTokens`` on uvicorn's access logger, once (after uvicorn has configured logging)."""
+    logger = logging.getLogger(ACCESS_LOG)
+    if not any(isinstance(f, RedactTokens) for f in logger.filters):
+        logger.addFilter(RedactTokens())
 
 
 # Pages carry no script at all. Inline styles are allowed because the archive shows the email's
