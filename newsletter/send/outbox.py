@@ -111,12 +111,13 @@ def claim(conn: Connection, iid: int, worker: str, limit: int, lease: timedelta,
     that must not retry what it deferred itself passes its own start), and not under someone
     else's live lease.
     On PostgreSQL the inner SELECT uses FOR UPDATE SKIP LOCKED so concurrent workers take disjoint
-    rows without waiting on each other; SQLite serialises writers, so the plain form is enough.
+    rows without waiting on each other; SQLite serialises writers, so the plain form is enough. Both
+    walk the partial index ix_outbox_due in id order and stop after ``limit`` rows they may take.
     """
     o = t.outbox.c
     due = (
         sa.select(o.id)
-        .where(o.issue_id == iid, o.state.in_(DUE),
+        .where(o.issue_id == iid, o.state.in_(_DUE_LITERAL),
                sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= (due_by or now)),
                sa.or_(o.lease_until.is_(None), o.lease_until < now))
         .order_by(o.id).limit(limit)
@@ -129,6 +130,12 @@ def claim(conn: Connection, iid: int, worker: str, limit: int, lease: timedelta,
         .returning(o.id, o.subscriber_id, o.email, o.name, o.group_key, o.attempts)
     ).all()
     return sorted((Row(*r) for r in rows), key=lambda r: r.id)
+
+
+# Written into the SQL as constants, never bound: only then can PostgreSQL's planner match the partial index
+# ix_outbox_due (a prepared statement's generic plan cannot prove a parameter's value is 'queued').
+_DUE_LITERAL: sa.BindParameter[list[str]] = sa.bindparam("due_states", [s.value for s in DUE], expanding=True,
+                                                         literal_execute=True)
 
 
 HOURLY_LOCK = 0x6E6C6872  # pg_advisory_xact_lock key: one claimer at a time measures the hourly budget
@@ -277,6 +284,6 @@ def skip_gone(conn: Connection, iid: int, now: datetime) -> int:
     o, s = t.outbox.c, t.subscribers.c
     active = sa.select(s.id).where(s.status == "active").scalar_subquery()
     return conn.execute(t.outbox.update().where(
-        o.issue_id == iid, o.state.in_(DUE),
+        o.issue_id == iid, o.state.in_(_DUE_LITERAL),
         sa.or_(o.subscriber_id.is_(None), o.subscriber_id.not_in(active)),
     ).values(state=RowState.SKIPPED, reason="no longer subscribed when its turn came", updated_at=now)).rowcount
