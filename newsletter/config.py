@@ -127,6 +127,8 @@ class ScheduleSection(_Section):
     time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     timezone: str = "UTC"
     grace_hours: float = Field(default=6.0, ge=0)
+    # self: the scheduler delivers the send; workers: it only makes the outbox, `newsletter worker`s deliver
+    deliver: Literal["self", "workers"] = "self"
 
     @field_validator("timezone")
     @classmethod

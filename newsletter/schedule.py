@@ -16,6 +16,10 @@ The job is only (re)written when its trigger changed, because re-adding it would
 run time past a slot missed during downtime and so silently skip the catch-up. A send stopped
 mid-way (SIGTERM) keeps its outbox in state ``sending``; a restart within the grace runs the job
 once at once (``interrupted``), which resumes it: rows already sent are never sent again.
+
+Any number of ``newsletter schedule`` processes may run on one database: one leads and runs the job,
+the others stand by and take over when it dies (``store/leader.py``). With ``[schedule] deliver =
+"workers"`` the job only makes the outbox, and ``newsletter worker`` processes deliver it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from .errors import NotReady
 from .lifecycle import IssueState
 from .send import Campaign, Mode
 from .store import tables as t
+from .store.leader import POLL, Leadership, leading
 
 log = logging.getLogger("newsletter.schedule")
 JOB_ID = "weekly-send"
@@ -110,16 +115,47 @@ def run_weekly(config: Config, engine: sa.Engine, now: datetime) -> str:
     if state is IssueState.SENT:
         log.info("issue %s was sent already: nothing to do", issue.slug)
         return "already-sent"
+    workers = config.schedule.deliver == "workers"
     try:
-        run = Campaign(config, engine, issue, path=path, stop=_stop).run(Mode.SEND)
+        run = Campaign(config, engine, issue, path=path, stop=_stop).run(Mode.ENQUEUE if workers else Mode.SEND)
     except NotReady:
         log.warning("issue %s is not ready (set ready = true or run `newsletter issue approve %s`): nothing sent",
                     issue.slug, issue.slug)
         return "not-ready"
+    if workers:
+        assert run.started is not None
+        log.info("issue %s: %d rows in the outbox for the workers (`newsletter worker`) to deliver",
+                 issue.slug, run.started.due)
+        return "enqueued"
     assert run.report is not None
     log.info("issue %s (%s): %s; %s", issue.slug, "resumed" if state else "new", run.report.state,
              ", ".join(f"{k} {v}" for k, v in run.report.counts.items() if v))
     return run.report.state
+
+
+def after_approval(config: Config, engine: sa.Engine, slug: str, now: datetime) -> str:
+    """What approving ``slug`` at ``now`` means for the weekly send, in one line; within the grace of a slot
+    that found it unapproved, it is sent (or enqueued) at once."""
+    slot = last_slot(config.schedule, now)
+    zone = ZoneInfo(config.schedule.timezone)
+    week = week_issue(config, now)
+    try:
+        dated = datetime.fromisoformat(slug).date()
+    except ValueError:
+        return f"Approved {slug}: its file name is not a date, so no weekly send picks it; send it by hand."
+    if dated > now.astimezone(zone).date() or (week is not None and week.stem == slug
+                                                and slot.astimezone(zone).date() < dated):
+        return f"Approved {slug}: the weekly send of its week will send it."
+    if week is None or week.stem != slug:
+        return (f"Approved {slug}, but its week's send is past and no slot will send it: "
+                f"send it by hand with `newsletter send {slug}`.")
+    late = now - slot
+    if late > timedelta(hours=config.schedule.grace_hours):
+        return (f"Approved {slug} {_hours(late)} after its slot ({slot.isoformat()}), beyond grace_hours="
+                f"{config.schedule.grace_hours}: it will not be sent on its own; send it by hand with "
+                f"`newsletter send {slug}`.")
+    outcome = run_weekly(config, engine, now)
+    return f"Approved {slug} {_hours(late)} after its slot, within grace_hours: sent at once ({outcome})."
 
 
 def interrupted(config: Config, engine: sa.Engine, now: datetime) -> bool:
@@ -175,9 +211,29 @@ def watch_misses(scheduler: BaseScheduler) -> None:
 
 
 def run(config: Config, config_file: Path) -> None:
-    """``newsletter schedule``: run until SIGTERM or Ctrl-C, then stop cleanly."""
+    """``newsletter schedule``: lead (or stand by until leading), until SIGTERM or Ctrl-C; then stop cleanly."""
     _stop.clear()
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("stopping (signal %d): a send in progress stops between messages and resumes next run", signum)
+        _stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     engine = store.connect(store.engine_for(config.database_url))
+    try:
+        while not _stop.is_set():  # a leader that lost its lock stands by again
+            with leading(engine, _stop) as lead:
+                if lead is None:
+                    break
+                _lead(config, config_file, engine, lead)
+    finally:
+        engine.dispose()
+    log.info("stopped")
+
+
+def _lead(config: Config, config_file: Path, engine: sa.Engine, lead: Leadership) -> None:
+    """Run the weekly job while this process leads: only the leader's scheduler ever fires."""
     scheduler = BackgroundScheduler(jobstores={"default": job_store(engine)},
                                     timezone=ZoneInfo(config.schedule.timezone))
     watch_misses(scheduler)
@@ -191,19 +247,10 @@ def run(config: Config, config_file: Path) -> None:
         scheduler.remove_job(RESUME_ID)
     for runtime in upcoming(scheduler):
         log.info("next weekly send: %s", runtime.isoformat())
-
-    def stop(signum: int, _frame: object) -> None:
-        log.info("stopping (signal %d): a send in progress stops between messages and resumes next run", signum)
-        _stop.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     scheduler.resume()
-    while not _stop.wait(1.0):
+    while not _stop.wait(POLL) and lead.held():
         pass
     scheduler.shutdown(wait=True)  # a running send has seen _stop: its rows not begun stay queued
-    engine.dispose()
-    log.info("stopped")
 
 
 def upcoming(scheduler: BaseScheduler) -> Iterator[datetime]:

@@ -242,3 +242,30 @@ def test_the_stored_job_itself_delivers_through_the_scheduler(weekly, make_confi
     assert done.wait(20)
     scheduler.shutdown()
     assert handler.received == {f"s{n}@example.org": 1 for n in range(3)}
+
+
+def test_with_deliver_workers_the_job_only_enqueues_and_a_worker_delivers(weekly, runner):
+    """[schedule] deliver = "workers": the weekly job makes the outbox and sends nothing; `worker` delivers it."""
+    config, engine, handler, _, path = weekly
+    workers = config.model_copy(update={"schedule": config.schedule.model_copy(update={"deliver": "workers"})})
+    assert schedule.run_weekly(workers, engine, SLOT) == "enqueued" and not handler.messages
+    result = runner.invoke(cli, ["--config", str(path), "worker", "--exit-when-idle"])
+    assert result.exit_code == 0, result.output
+    assert handler.received == {f"s{n}@example.org": 1 for n in range(3)}
+
+
+def test_approving_after_the_slot_sends_within_grace_and_says_how_to_send_it_after(weekly):
+    """Approved before its week's slot: the slot will send it. After the slot but past the grace: nothing is sent,
+    and the line says how to send it by hand. After the slot within the grace: it is sent at once."""
+    config, engine, handler, issues, _ = weekly
+    draft = issues / "2026-05-28.toml"
+    draft.write_text(draft.read_text().replace("ready = true", "ready = false"))
+    with engine.begin() as conn:
+        lifecycle.approve(conn, "2026-05-28", SLOT)
+    early = schedule.after_approval(config, engine, "2026-05-28", SLOT - timedelta(days=2))
+    late = schedule.after_approval(config, engine, "2026-05-28", SLOT + timedelta(hours=7))
+    assert "the weekly send of its week will send it" in early and not handler.messages
+    assert "beyond grace_hours=6.0" in late and "newsletter send 2026-05-28" in late and not handler.messages
+    within = schedule.after_approval(config, engine, "2026-05-28", SLOT + timedelta(hours=2))
+    assert "sent at once (sent)" in within
+    assert handler.received == {f"s{n}@example.org": 1 for n in range(3)}

@@ -66,20 +66,25 @@ def issue_check(state: State, ref: str | None) -> None:
 def issue_approve(state: State, ref: str) -> None:
     """Mark an issue ready for the weekly send without editing its file.
 
+    Approved after its slot, within [schedule] grace_hours, it is sent at once; later, it says how to send it.
+
     Example: newsletter issue approve 2026-05-28
     """
+    from .. import schedule
+
     item = load_issue(find_issue(state.config.path("issues"), ref), state.areas)
     with state.engine.begin() as conn:
         lifecycle.approve(conn, item.slug, utcnow())
-    click.echo(f"Approved {item.slug}: the weekly send of its week will send it.")
+    click.echo(schedule.after_approval(state.config, state.engine, item.slug, utcnow()))
 
 
 @cli.command()
 @click.argument("ref", metavar="ISSUE", default="latest")
 @click.option("--areas", help="Only this group, e.g. LLM,RL (default: every group).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder to write to.")
+@click.option("--mjml", "with_mjml", is_flag=True, help="Also write each group's MJML source (<group>.mjml).")
 @pass_state
-def preview(state: State, ref: str, areas: str | None, out: Path | None) -> None:
+def preview(state: State, ref: str, areas: str | None, out: Path | None, with_mjml: bool) -> None:
     """Write the HTML and text of each group of an issue, with an index page. No database, no SMTP.
 
     Example: newsletter preview latest --areas LLM,RL
