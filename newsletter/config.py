@@ -11,6 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -188,6 +189,22 @@ class Config(BaseSettings):
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
             return prefix + str((self.root / url[len(prefix):]).resolve())
         return url
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def one_click(base_url: str) -> bool:
+    """RFC 8058 one-click unsubscribe needs an https URL: only then is List-Unsubscribe-Post sent."""
+    return base_url.startswith("https://")
+
+
+def base_url_warning(base_url: str) -> str | None:
+    """One line when ``base_url`` is plain http on a public host (on loopback it is development: silent)."""
+    if one_click(base_url) or urlsplit(base_url).hostname in LOOPBACK_HOSTS:
+        return None
+    return (f"warning: [newsletter] base_url {base_url} is not https: List-Unsubscribe-Post (RFC 8058 "
+            "one-click) is left out; the mailto: stays in List-Unsubscribe")
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

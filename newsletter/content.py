@@ -1,5 +1,8 @@
 """Issue files → ``Issue`` / ``Paper`` records, with errors that name file, paper and field.
 
+Every mistake of a file is reported at once, one line each (a ``ContentError`` whose lines are the
+mistakes), so an editor fixes a file in one round rather than one round per mistake.
+
 One TOML file per weekly issue, named by its date (``issues/2026-05-17.toml``). pydantic does the
 field validation; this module adds what needs the whole issue (duplicates, emptiness, the file
 name) and the configured areas, and words every failure as one line.
@@ -24,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from .errors import ContentError, IssueNotFound
 
@@ -59,7 +63,7 @@ class Paper(_Record):
     authors: list[str] = Field(min_length=1)
     et_al: int | bool = False
     notable: list[str] = Field(default_factory=list)
-    arxiv: str | None = Field(default=None, pattern=r"^\d{4}\.\d{4,5}(v\d+)?$")
+    arxiv: str | None = None
     link: str | None = Field(default=None, pattern=r"^https?://\S+$")
     status: Literal["preprint", "accepted"] = "preprint"
     venue: str | None = None
@@ -68,6 +72,11 @@ class Paper(_Record):
     keywords: list[str] = Field(default_factory=list)
     summary: str = ""
     sections: list[Section] = Field(default_factory=list)
+
+    @field_validator("arxiv", mode="before")
+    @classmethod
+    def _arxiv_id(cls, value: object) -> object:
+        return arxiv_id(value) if isinstance(value, str) else value
 
     @field_validator("areas")
     @classmethod
@@ -123,6 +132,25 @@ class Paper(_Record):
         return f"Accepted: {self.venue}" if self.status == "accepted" else "Preprint"
 
 
+_ARXIV = re.compile(r"^(?:arxiv:)?\s*(\d{2})(\d{2})\.(\d+)(v[1-9]\d*)?$", re.IGNORECASE)
+
+
+def arxiv_id(text: str) -> str:
+    """An arXiv id as editors paste it (``arXiv:2605.12345v2``), normalised (``2605.12345v2``), or a ValueError
+    that says what is wrong in words: since 2015 (YYMM 1501) the number after the dot has five digits."""
+    found = _ARXIV.match(text.strip())
+    if not found:
+        raise ValueError(f"{text!r} is not an arXiv id (YYMM.NNNNN, e.g. 2605.01234, optionally arXiv: and v2)")
+    year, month, number, version = found.groups()
+    if not 1 <= int(month) <= 12:
+        raise ValueError(f"{text!r}: month {month} does not exist (an arXiv id starts with YYMM)")
+    digits = 5 if int(year + month) >= 1501 else 4
+    if len(number) != digits:
+        since = "since January 2015" if digits == 5 else "before 2015"
+        raise ValueError(f"{text!r}: {since} the number after the dot has {digits} digits, not {len(number)}")
+    return f"{year}{month}.{number}{(version or '').lower()}"
+
+
 class Issue(_Record):
     slug: str
     title: str = Field(min_length=1)
@@ -153,9 +181,9 @@ def load_issue(path: Path, areas: Sequence[str]) -> Issue:
     try:
         issue = Issue.model_validate({**data, "slug": path.stem}, context={"areas": list(areas)})
     except ValidationError as exc:
-        raise ContentError(_describe(path, data, exc)) from None
-    _check_file_name(path, issue)
-    _check_duplicates(path, issue)
+        raise ContentError("\n".join(_describe(path, data, err) for err in exc.errors())) from None
+    if problems := _file_name(path, issue) + _duplicates(path, issue):
+        raise ContentError("\n".join(problems))
     return issue
 
 
@@ -170,8 +198,8 @@ def _read(path: Path) -> dict[str, Any]:
         raise ContentError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _describe(path: Path, data: dict[str, Any], exc: ValidationError) -> str:
-    err = exc.errors()[0]
+def _describe(path: Path, data: dict[str, Any], err: ErrorDetails) -> str:
+    """One mistake as one line: the file, the paper (number and title) or section, the field, what is wrong."""
     loc = list(err["loc"])
     where = [str(path)]
     if len(loc) >= 2 and loc[0] == "papers" and isinstance(loc[1], int):
@@ -198,21 +226,23 @@ def _paper_label(papers: list[Any], index: int) -> str:
     return f"paper {index + 1} {title!r}" if title else f"paper {index + 1}"
 
 
-def _check_file_name(path: Path, issue: Issue) -> None:
+def _file_name(path: Path, issue: Issue) -> list[str]:
     if path.stem != issue.date.isoformat():
-        raise ContentError(f"{path}: date: {issue.date} does not match the file name (want {issue.date}.toml)")
+        return [f"{path}: date: {issue.date} does not match the file name (want {issue.date}.toml)"]
+    return []
 
 
-def _check_duplicates(path: Path, issue: Issue) -> None:
+def _duplicates(path: Path, issue: Issue) -> list[str]:
     seen: dict[str, int] = {}
+    found = []
     for n, paper in enumerate(issue.papers, start=1):
-        keys = [("title", paper.title.casefold())] + ([("arXiv id", paper.arxiv)] if paper.arxiv else [])
+        base = paper.arxiv.split("v")[0] if paper.arxiv else None  # 2605.01234v2 is 2605.01234
+        keys = [("title", paper.title.casefold())] + ([("arXiv id", base)] if base else [])
         for kind, key in keys:
             first = seen.setdefault(f"{kind}:{key}", n)
             if first != n:
-                raise ContentError(
-                    f"{path}: paper {n} {paper.title!r}: duplicate of paper {first} (same {kind})"
-                )
+                found.append(f"{path}: paper {n} {paper.title!r}: duplicate of paper {first} (same {kind})")
+    return found
 
 
 # --- finding ---------------------------------------------------------------------------------

@@ -66,6 +66,10 @@ def is_approved(conn: Connection, slug: str) -> bool:
     return conn.scalar(sa.select(t.approvals.c.slug).where(t.approvals.c.slug == slug)) is not None
 
 
+def approved_slugs(conn: Connection) -> set[str]:
+    return set(conn.scalars(sa.select(t.approvals.c.slug)))
+
+
 def is_ready(conn: Connection, issue: Issue) -> bool:
     return issue.ready or is_approved(conn, issue.slug)
 

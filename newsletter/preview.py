@@ -23,8 +23,13 @@ class PreviewRow:
     size: int
 
 
-def write_preview(renderer: Renderer, issue: Issue, out: Path, groups: Sequence[Sequence[str]] | None = None) -> Path:
-    """Render the groups (all of them by default) into ``out``; return the index page's path."""
+def write_preview(renderer: Renderer, issue: Issue, out: Path, groups: Sequence[Sequence[str]] | None = None,
+                  mjml: bool = False) -> Path:
+    """Render the groups (all of them by default) into ``out``; return the index page's path.
+
+    With ``mjml``, each group's MJML source is written beside its HTML as ``<group>.mjml``: the
+    very source that HTML was compiled from, with the same slot values.
+    """
     out.mkdir(parents=True, exist_ok=True)
     slots = preview_slots(renderer.config, SAMPLE_NAME)
     rows = []
@@ -36,6 +41,8 @@ def write_preview(renderer: Renderer, issue: Issue, out: Path, groups: Sequence[
             html, text = group.fill(slots)
             (out / f"{key}.html").write_text(html, encoding="utf-8")
             (out / f"{key}.txt").write_text(text, encoding="utf-8")
+            if mjml:
+                (out / f"{key}.mjml").write_text(group.fill_mjml(slots), encoding="utf-8")
             size = len(html.encode("utf-8"))
         rows.append(PreviewRow(tuple(areas), key, group, size))
     index = out / "index.html"

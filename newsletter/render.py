@@ -30,7 +30,8 @@ from .errors import RenderError
 
 GMAIL_CLIP_BYTES = 102 * 1024
 SLOT_NAMES = ("name", "email", "unsubscribe_url", "preferences_url")
-TEXT_WIDTH = 72
+TEXT_WIDTH = 72  # paragraphs of the plain-text part
+TEXT_MAX = 78    # no line of the plain-text part is longer, except a line that is one URL
 
 # MJML 4's components and head elements; mjml-python passes anything else through silently.
 MJML_TAGS = frozenset(
@@ -60,6 +61,7 @@ class RenderedGroup:
     featured: tuple[str, ...]
     others: tuple[str, ...]
     slot_pattern: re.Pattern[str]
+    mjml: str = ""  # the MJML source the HTML was compiled from, slots open too
 
     def fill(self, slots: Mapping[str, str]) -> tuple[str, str]:
         """(html, text) for one subscriber; slot values are HTML-escaped in the HTML part."""
@@ -67,6 +69,10 @@ class RenderedGroup:
             self.slot_pattern.sub(lambda m: htmllib.escape(slots[m.group(1)]), self.html),
             self.slot_pattern.sub(lambda m: slots[m.group(1)], self.text),
         )
+
+    def fill_mjml(self, slots: Mapping[str, str]) -> str:
+        """The MJML source with the same slot values as ``fill``'s HTML (escaped: MJML is markup)."""
+        return self.slot_pattern.sub(lambda m: htmllib.escape(slots[m.group(1)]), self.mjml)
 
 
 def split_papers(issue: Issue, areas: Sequence[str]) -> tuple[list[Paper], list[Paper]]:
@@ -117,13 +123,14 @@ class Renderer:
         ctx = self._context(issue, areas, featured, others)
         ctx["subject"] = _one_line(self._template("subject.txt.j2", ctx))
         ctx["preheader"] = _one_line(self._template("preheader.txt.j2", ctx))
-        html = self._compile(self._template("base.mjml.j2", ctx))
+        source = self._template("base.mjml.j2", ctx)
+        html = self._compile(source)
         return RenderedGroup(
             key=area_names.group_key(areas, self.areas), areas=areas, subject=ctx["subject"],
             preheader=ctx["preheader"],
-            html=html, text=self._template("text.txt.j2", ctx).strip() + "\n",
+            html=html, text=fit_text(self._template("text.txt.j2", ctx).strip(), self.slot_pattern) + "\n",
             featured=tuple(p.title for p in featured), others=tuple(p.title for p in others),
-            slot_pattern=self.slot_pattern,
+            slot_pattern=self.slot_pattern, mjml=source,
         )
 
     def render_all(self, issue: Issue) -> dict[tuple[str, ...], RenderedGroup | None]:
@@ -172,7 +179,12 @@ class Renderer:
 
 
 def inline_css(html: str) -> str:
-    """premailer with responsive @media rules kept, no network, quiet cssutils."""
+    """premailer with no network and quiet cssutils; the <style> blocks stay as they are.
+
+    premailer drops every rule it inlines or that matches nothing here, and those include the
+    ones meant for mail clients: Outlook.com's dark mode (``[data-ogsc] …``), ``#outlook a``.
+    Keeping the style tags gives what the MJML compiler gives (its head styles) plus inline styles.
+    """
     out = premailer.Premailer(
         html,
         strip_important=False,
@@ -180,6 +192,7 @@ def inline_css(html: str) -> str:
         cssutils_logging_level=logging.CRITICAL,
         disable_validation=True,
         remove_classes=False,
+        keep_style_tags=True,  # rules that match nothing here ([data-ogsc], #outlook a) are for mail clients
     ).transform()
     return out if out.lstrip().lower().startswith("<!doctype") else "<!doctype html>\n" + out
 
@@ -199,6 +212,29 @@ def _wrap_line(line: str) -> str:
     indent = " " * len(bullet.group(1)) if bullet else ""
     return textwrap.fill(line, TEXT_WIDTH, subsequent_indent=indent, break_long_words=False,
                          break_on_hyphens=False) if line.strip() else ""
+
+
+_URL_LINE = re.compile(r"[(<]?(https?://|mailto:)\S+$")
+
+
+def fit_text(text: str, slot: re.Pattern[str]) -> str:
+    """Every line within 78 characters, except a line that is one URL (a URL cannot be wrapped).
+
+    A slot's value is only known per subscriber, so a line ends right after a slot's word
+    ("Hi <name>,") and the rest is wrapped on the lines below.
+    """
+    return "\n".join(part for line in text.split("\n") for part in _fit(line, slot))
+
+
+def _fit(line: str, slot: re.Pattern[str]) -> list[str]:
+    found = slot.search(line)
+    if found and (end := line.find(" ", found.end())) != -1:
+        return [line[:end], *_fit(line[end + 1:], slot)]
+    if len(line) <= TEXT_MAX or found or _URL_LINE.match(line.strip()):
+        return [line]
+    bullet = _BULLET.match(line)
+    indent = " " * len(bullet.group(1)) if bullet else line[:len(line) - len(line.lstrip())]
+    return textwrap.wrap(line, TEXT_MAX, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def _one_line(text: str) -> str:

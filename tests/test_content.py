@@ -136,7 +136,8 @@ def test_issue_check_and_list_commands(make_config, runner, tmp_path):
     issues.mkdir()
     write(issues, GOOD)
     write(issues, GOOD.replace("2026-06-04", "2026-06-11").replace('["LLM"]', '["Robotics"]'), "2026-06-11.toml")
-    config = make_config(f'[paths]\nissues = "{issues}"\n')
+    templates = REPO / "templates" / "email"  # `issue check` renders each group to measure its size
+    config = make_config(f'[paths]\nissues = "{issues}"\ntemplates = "{templates}"\n')
     ok = runner.invoke(cli, ["--config", str(config), "issue", "check", "2026-06-04"])
     assert ok.exit_code == 0 and "ok  2026-06-04.toml: 2 papers" in ok.output
     bad = runner.invoke(cli, ["--config", str(config), "issue", "check"])

@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
-from .. import lifecycle
+from .. import lifecycle, spamcheck
 from ..clock import utcnow
+from ..config import base_url_warning
 from ..content import find_issue, issue_files, load_issue
 from ..errors import NewsletterError
 from ..preview import write_preview
 from ..render import Renderer
+from ..send.campaign import issue_warnings
 from .base import Group, State, cli, console, group_option, pass_state
 
 
@@ -29,33 +32,47 @@ def issue_list(state: State) -> None:
     Example: newsletter issue list
     """
     table = Table("issue", "title", "papers", "ready")
+    with state.engine.connect() as conn:
+        approved = lifecycle.approved_slugs(conn)
     for path in issue_files(state.config.path("issues")):
         try:
             item = load_issue(path, state.areas)
-            table.add_row(item.slug, item.title, str(len(item.papers)), "yes" if item.ready else "no")
+            ready = "yes (file)" if item.ready else "yes (approved)" if item.slug in approved else "no"
+            table.add_row(item.slug, item.title, str(len(item.papers)), ready)
         except NewsletterError as exc:
-            table.add_row(path.stem, f"[red]invalid: {exc}[/red]", "", "")
+            table.add_row(path.stem, f"[red]invalid: {escape(str(exc).splitlines()[0])}[/red]", "", "")
     console.print(table)
 
 
 @issue.command("check")
 @click.argument("ref", metavar="[ISSUE]", required=False)
+@click.option("--spam", is_flag=True, help="Also score each group's message with SpamAssassin (local tests).")
 @pass_state
-def issue_check(state: State, ref: str | None) -> None:
+def issue_check(state: State, ref: str | None, spam: bool) -> None:
     """Validate one issue file (a stem like 2026-05-17, or latest) or all of them.
 
-    Example: newsletter issue check 2026-05-28
+    Example: newsletter issue check 2026-05-28 --spam
     """
+    if spam and not spamcheck.spamassassin():
+        click.echo("spamassassin is not installed: no spam scores (apt-get install spamassassin)")
+        spam = False
     issues_dir = state.config.path("issues")
     paths = [find_issue(issues_dir, ref)] if ref else issue_files(issues_dir)
     errors = 0
+    if warning := base_url_warning(state.config.newsletter.base_url):
+        click.echo(warning, err=True)
     for path in paths:
         try:
             item = load_issue(path, state.areas)
             console.print(f"ok  {path.name}: {len(item.papers)} papers, {'ready' if item.ready else 'draft'}")
-        except NewsletterError as exc:
-            errors += 1
-            click.echo(f"error: {exc}", err=True)
+            for line in issue_warnings(state.config, item):  # a group's message Gmail would clip
+                click.echo(line, err=True)
+            for score in spamcheck.score_issue(state.config, item) if spam else ():
+                click.echo(f"    spam {score.line()}")
+        except NewsletterError as exc:  # every mistake of the file, one line each
+            for line in str(exc).splitlines():
+                errors += 1
+                click.echo(f"error: {line}", err=True)
     if errors:
         raise SystemExit(1)
 
@@ -93,5 +110,5 @@ def preview(state: State, ref: str, areas: str | None, out: Path | None, with_mj
     item = load_issue(find_issue(config.path("issues"), ref), state.areas)
     group = group_option(config, areas)
     target = out or config.path("preview") / item.slug
-    index = write_preview(Renderer(config), item, target, [group] if group else None)
+    index = write_preview(Renderer(config), item, target, [group] if group else None, mjml=with_mjml)
     click.echo(f"Preview written: {index}")

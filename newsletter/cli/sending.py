@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -36,6 +39,9 @@ class CliEvents(Events):
     def progress(self, started: Started) -> contextlib.AbstractContextManager[Callable[[int], None]]:
         return progress(f"Sending {self.slug}", total=started.due, rate=True)
 
+    def warning(self, line: str) -> None:
+        click.echo(line, err=True)
+
 
 @cli.command()
 @click.argument("ref", metavar="ISSUE")
@@ -47,12 +53,14 @@ class CliEvents(Events):
               help="Also resend rows whose fate is unknown (the process died during their SMTP transfer).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for deferred rows to come due; a later run retries them.")
 @click.option("--enqueue", is_flag=True, help="Only create the outbox; `newsletter worker` processes deliver it.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal (scripts never are asked).")
 @pass_state
 def send(state: State, ref: str, dry_run: bool, test_to: str | None, areas: str | None, resend_unknown: bool,
-         no_wait: bool, enqueue: bool) -> None:
+         no_wait: bool, enqueue: bool, yes: bool) -> None:
     """Send an issue to every active subscriber, or resume its send. A sent row is never sent again.
 
-    Only a ready issue (ready = true, or `newsletter issue approve`) goes to the list.
+    Only a ready issue (ready = true, or `newsletter issue approve`) goes to the list. On a terminal
+    it first shows the issue, its groups and the number of recipients and asks to go on.
 
     Example: newsletter send 2026-05-28
     """
@@ -64,8 +72,46 @@ def send(state: State, ref: str, dry_run: bool, test_to: str | None, areas: str 
     mode = Mode.TEST if test_to else Mode.DRY_RUN if dry_run else Mode.ENQUEUE if enqueue else Mode.SEND
     options = Options(resend_unknown=resend_unknown, wait=not no_wait, test_to=_address(test_to),
                       test_areas=group_option(config, areas) or ())
-    run = Campaign(config, state.engine, item, path=path, events=CliEvents(item.slug)).run(mode, options)
-    _print_run(item.slug, run, options)
+    campaign = Campaign(config, state.engine, item, path=path, events=CliEvents(item.slug))
+    if mode in (Mode.SEND, Mode.ENQUEUE):
+        if _already_sent(state, item.slug, resend_unknown):
+            return
+        if not yes and sys.stdin.isatty():
+            _confirm(state, campaign, mode)
+    _print_run(item.slug, campaign.run(mode, options), options)
+
+
+def _already_sent(state: State, slug: str, resend_unknown: bool) -> bool:
+    """An issue whose send finished: say so (with its report) instead of reprinting it as if it had just run."""
+    with state.engine.connect() as conn:
+        found = report(conn, slug)
+    if found is None or found.state != "sent" or (resend_unknown and found.counts.get("unknown")):
+        return False
+    click.echo(f"{slug} was sent already: nothing more to send (--resend-unknown resends rows whose fate is "
+               "unknown). Its report:")
+    print_report(found)
+    return True
+
+
+def _confirm(state: State, campaign: Campaign, mode: Mode) -> None:
+    """On a terminal: what is about to go out, and a question; no answer, nothing sent."""
+    plan = campaign.plan()
+    table = Table("group", "subscribers")
+    for key, count in plan.groups.items():
+        table.add_row(key, str(count))
+    click.echo(f"{campaign.issue.slug}: {campaign.issue.title}")
+    console.print(table)
+    total = sum(plan.groups.values())
+    where = "the outbox, for `newsletter worker`" if mode is Mode.ENQUEUE else _relay(state)
+    click.confirm(f"Send {campaign.issue.slug} to {total} subscriber(s) ({plan.skipped} skipped) via {where}?",
+                  abort=True)
+
+
+def _relay(state: State) -> str:
+    transport = state.config.transport
+    if transport.kind == "directory":
+        return f"files in {transport.directory}"
+    return f"{state.config.smtp.host}:{state.config.smtp.port}"
 
 
 def _address(test_to: str | None) -> str:
@@ -82,8 +128,9 @@ def _print_run(slug: str, run: Run, options: Options) -> None:
         _print_plan(slug, run.plan)
     elif run.test is not None:
         if run.test.outcome is not Outcome.SENT:
-            raise click.ClickException(
-                f"test copy to {options.test_to} not accepted: {run.test.code} {run.test.answer}")
+            code = f"{run.test.code} " if run.test.code else ""
+            hint = " (no relay there? `newsletter sink` runs a local one)" if run.test.code is None else ""
+            raise click.ClickException(f"test copy to {options.test_to} not accepted: {code}{run.test.answer}{hint}")
         group = ", ".join(options.test_areas) or "all areas"
         click.echo(f"Test copy of {slug} ({group}) sent to {options.test_to}.")
     elif run.report is None and run.started is not None:
@@ -185,3 +232,31 @@ def worker_cmd(state: State, exit_when_idle: bool) -> None:
         signal.signal(signum, lambda *_: worker.stop.set())
     totals = worker.run(exit_when_idle)
     click.echo(f"worker {worker_name()}: delivered {totals.delivered} in {totals.rounds} round(s)")
+
+
+@cli.command("sink")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: [smtp] port, where sends go).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build/sink"),
+              show_default=True, help="Folder for the received messages, one .eml file each.")
+@pass_state
+def sink_cmd(state: State, host: str, port: int | None, out: Path) -> None:
+    """A local SMTP server that keeps every message it is sent as an .eml file: for test sends and previews.
+
+    Example: newsletter sink & newsletter send latest --test-to me@example.org
+    """
+    from ..mailsink import EmlHandler, start
+
+    port = port or state.config.smtp.port
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        server = start(EmlHandler(out), host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    click.echo(f"Receiving mail on {host}:{port}; each message is written to {out.resolve()}/ (Ctrl-C stops)")
+    try:
+        stop.wait()
+    finally:
+        server.stop()

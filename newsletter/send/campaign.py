@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +29,12 @@ import sqlalchemy as sa
 
 from .. import areas, lifecycle
 from ..clock import SYSTEM, Clock
-from ..config import Config
+from ..config import Config, base_url_warning
 from ..content import Issue
-from ..errors import SendFault
+from ..errors import ConfigError, SendFault
 from ..lifecycle import IssueState
-from ..links import links_for
+from ..links import Links, links_for
+from ..render import GMAIL_CLIP_BYTES
 from . import outbox
 from .compose import prepare
 from .groups import Groups
@@ -97,6 +99,10 @@ class Events:
     def progress(self, started: Started) -> contextlib.AbstractContextManager[Callable[[int], None]]:
         return contextlib.nullcontext(lambda _n: None)
 
+    def warning(self, line: str) -> None:
+        """What may hurt delivery, said before anything goes out (the schedule's log has it)."""
+        logging.getLogger(__name__).warning(line)
+
 
 class Campaign:
     """An issue's send, as one process takes part in it."""
@@ -109,15 +115,18 @@ class Campaign:
         self.stop = stop or threading.Event()
         self.events = events or Events()
         self.mailer = mailer or Mailer(config, clock)
-        self.groups = Groups(config, issue, self.mailer.sender)
+        self.groups = Groups(config, issue, dataclasses.replace(self.mailer.sender, campaign=issue.slug))
         self.links = links_for(config, engine)
 
     def run(self, mode: Mode, options: Options = Options()) -> Run:
         if mode is Mode.DRY_RUN:
             return Run(mode, plan=self.plan())
         if mode is Mode.TEST:
+            self.warn([self.test_key(options.test_areas)])
             return Run(mode, test=self.test_copy(options.test_to, options.test_areas))
         started = self.start(mode, options.resend_unknown)
+        if mode is not Mode.DELIVER:
+            self.warn(self.groups.by_key)
         if mode is Mode.ENQUEUE:
             return Run(mode, started=started)
         self.events.started(started)
@@ -189,6 +198,16 @@ class Campaign:
         assert found is not None, self.issue.slug
         return found
 
+    def warn(self, keys: Iterable[str]) -> None:
+        """One line for an http base_url (no one-click unsubscribe), one for each group Gmail would clip."""
+        line = base_url_warning(self.config.newsletter.base_url)
+        for found in ([line] if line else []) + oversize(self.mailer, self.groups, self.links, keys):
+            self.events.warning(found)
+
+    def test_key(self, chosen: tuple[str, ...]) -> str:
+        known = self.config.newsletter.areas
+        return areas.group_key(areas.group(chosen, known), known)
+
     def test_copy(self, to: str, chosen: tuple[str, ...] = ()) -> Result:
         """One copy of a group to an editor's address, subject marked [Test]; the outbox is not touched."""
         group_areas = areas.group(chosen, self.config.newsletter.areas)
@@ -196,6 +215,29 @@ class Campaign:
         if group is None:
             raise SendFault(f"no paper of {self.issue.slug} meets the areas {', '.join(group_areas)}: "
                             "nothing to test")
-        prepared = prepare(dataclasses.replace(group, subject=f"[Test] {group.subject}"), self.mailer.sender)
+        prepared = prepare(dataclasses.replace(group, subject=f"[Test] {group.subject}"), self.groups.sender)
         msg = self.mailer.copy(prepared, self.links, Recipient(None, to, ""), self.mailer.new_message_id())
         return self.mailer.send_one(msg)
+
+
+def oversize(mailer: Mailer, groups: Groups, links: Links, keys: Iterable[str]) -> list[str]:
+    """A line for each group whose message, as sent, is over the 102 KB at which Gmail clips it."""
+    lines = []
+    for key in keys:
+        prepared = groups.get(key)
+        size = mailer.size(prepared, links) if prepared else 0
+        if size > GMAIL_CLIP_BYTES:
+            lines.append(f"warning: {groups.issue.slug} group {key}: the message is {size / 1024:.1f} KB, "
+                         f"over the {GMAIL_CLIP_BYTES // 1024} KB at which Gmail clips it")
+    return lines
+
+
+def issue_warnings(config: Config, issue: Issue) -> list[str]:
+    """``oversize`` for every group of an issue, without a database (``newsletter issue check``)."""
+    try:
+        mailer = Mailer(config)
+    except ConfigError:  # a DKIM key only the sending host can read: sized without its ~0.5 KB signature
+        mailer = Mailer(config.model_copy(update={"smtp": config.smtp.model_copy(update={"dkim_key_file": ""})}))
+    groups = Groups(config, issue, dataclasses.replace(mailer.sender, campaign=issue.slug))
+    links = Links(config.newsletter.secret_key.get_secret_value() or "x" * 32, config.newsletter.base_url)
+    return oversize(mailer, groups, links, groups.by_key)

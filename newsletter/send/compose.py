@@ -32,12 +32,54 @@ SOFT_BREAK = b"=\r\n"
 _CTL = re.compile(r"[\x00-\x1f\x7f]")
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 MAX_NAME = 200  # a header line stays far below SMTP's 998 octets
+MAX_LINE = 78  # RFC 5322 2.1.1: header lines SHOULD stay within 78 characters (998 is the hard limit)
+_FEEDBACK_FIELD = re.compile(r"[^A-Za-z0-9._-]+")
 _PART_HEAD = b"Content-Type: text/%s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
 
 
 def header_safe(value: str) -> str:
     """What may reach a header from user data: no CR, LF or other control characters."""
     return _CTL.sub(" ", value).strip()
+
+
+def fold(line: str) -> str:
+    """A header line folded at its spaces so each line keeps within 78 characters where the words allow.
+
+    RFC 5322 2.2.3: folding puts CRLF before existing whitespace, so unfolding gives the line back
+    unchanged (inside a quoted display name too). A word longer than a line stays whole on its own.
+    """
+    if len(line) <= MAX_LINE:
+        return line  # nearly every line: no work per message
+    pieces, start, first = [], 0, line.find(" ") + 1  # never fold right after "Name:"
+    while len(line) - start > MAX_LINE:
+        cut = line.rfind(" ", max(start + 1, first), start + MAX_LINE + 1)
+        if cut > start and not line[start:cut].strip():
+            cut = -1  # never leave a line of whitespace only
+        if cut <= start:
+            cut = line.find(" ", start + MAX_LINE + 1)
+            if cut == -1:
+                break
+        pieces.append(line[start:cut])
+        start = cut
+    pieces.append(line[start:])
+    return LINESEP.join(pieces)
+
+
+def subject_header(subject: str) -> str:
+    """``Subject:`` as written: plain (folded) when ASCII, RFC 2047 words only when it needs them."""
+    subject = header_safe(subject)
+    if subject.isascii() and "=?" not in subject:  # "=?" could read as an encoded word: encode then
+        return fold(f"Subject: {subject}")
+    return f"Subject: {Header(subject, 'utf-8', header_name='Subject').encode(linesep=LINESEP)}"
+
+
+def feedback_id(campaign: str, group: str, domain: str) -> str:
+    """Gmail's Feedback-ID, ``a:b:c:SenderId``: issue date, group, "newsletter", the sender's domain.
+
+    Each field is reduced to letters, digits, '.', '_' and '-', so no colon, CR or LF gets in.
+    """
+    fields = (campaign, group, "newsletter", domain)
+    return ":".join(_FEEDBACK_FIELD.sub("-", header_safe(f)).strip("-") or "-" for f in fields)
 
 
 def ascii_form(address: str) -> str | None:
@@ -136,25 +178,28 @@ class Sender:
     list_id: str
     domain: str
     address: str
+    one_click: bool = True  # List-Unsubscribe-Post (RFC 8058): only with an https unsubscribe URL
+    campaign: str = ""      # the issue's date, for Feedback-ID; none: no Feedback-ID
 
 
 def prepare(group: RenderedGroup, sender: Sender) -> PreparedGroup:
     boundary = b"==nl_" + secrets.token_hex(12).encode() + b"=="
     head = "".join((
-        f"From: {sender.from_header}\r\n",
-        f"Reply-To: {sender.reply_to}\r\n" if sender.reply_to else "",
-        f"Subject: {Header(group.subject, 'utf-8', header_name='Subject').encode(linesep=LINESEP)}\r\n",
-        f"List-Id: {sender.list_id}\r\n",
-        "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        f"{fold('From: ' + sender.from_header)}\r\n",
+        f"{fold('Reply-To: ' + sender.reply_to)}\r\n" if sender.reply_to else "",
+        f"{subject_header(group.subject)}\r\n",
+        f"{fold('List-Id: ' + sender.list_id)}\r\n",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if sender.one_click else "",
+        f"Feedback-ID: {feedback_id(sender.campaign, group.key, sender.domain)}\r\n" if sender.campaign else "",
         "MIME-Version: 1.0\r\n",
-        f'Content-Type: multipart/alternative; boundary="{boundary.decode()}"\r\n',
+        fold(f'Content-Type: multipart/alternative; boundary="{boundary.decode()}"'), "\r\n",
         "\r\n",
     )).encode("ascii")
     pattern = group.slot_pattern
     return PreparedGroup(head, _Body.prepare(group.html, pattern), _Body.prepare(group.text, pattern), boundary)
 
 
-def sender_for(name: str, from_address: str, reply_to: str) -> Sender:
+def sender_for(name: str, from_address: str, reply_to: str, one_click: bool = True) -> Sender:
     """Parse the configured From once; the List-Id is derived from the newsletter's name and domain."""
     display, addr = email.utils.parseaddr(from_address)
     domain = addr.rpartition("@")[2] or "localhost"
@@ -165,13 +210,17 @@ def sender_for(name: str, from_address: str, reply_to: str) -> Sender:
         list_id=_address(name, f"{list_label}.{domain}"),
         domain=domain,
         address=addr,
+        one_click=one_click,
     )
 
 
 def _display(name: str) -> str:
-    """A display name as a header word: RFC 2047 for non-ASCII, quoted where RFC 5322 needs it."""
+    """A display name as header words: RFC 2047 for non-ASCII, quoted where RFC 5322 needs it.
+
+    Encoded words are joined by spaces, not folded here: ``fold`` folds the whole line.
+    """
     if not name.isascii():
-        return Header(name, "utf-8").encode(linesep=LINESEP)
+        return Header(name, "utf-8", maxlinelen=MAX_LINE - 4).encode(linesep="")  # "To: " + a word fits
     return f'"{email.utils.quote(name)}"' if _SPECIALS.search(name) else name
 
 
@@ -183,7 +232,7 @@ def _address(name: str, addr: str) -> str:
 
 def _subscriber_headers(env: Envelope) -> bytes:
     return (
-        f"To: {_address(env.to_name, env.to_email)}\r\n"
+        f"{fold('To: ' + _address(env.to_name, env.to_email))}\r\n"
         f"Date: {email.utils.format_datetime(env.date)}\r\n"
         f"Message-ID: {env.message_id}\r\n"
         f"List-Unsubscribe: <{header_safe(env.unsubscribe_url)}>,\r\n <{header_safe(env.unsubscribe_mailto)}>\r\n"

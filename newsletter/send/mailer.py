@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..clock import SYSTEM, Clock
-from ..config import Config
+from ..config import Config, one_click
 from ..links import PREFERENCES, UNSUBSCRIBE, Links, verp_address
 from .compose import (
     Confirmation,
@@ -44,7 +44,7 @@ class Mailer:
     def __init__(self, config: Config, clock: Clock = SYSTEM,
                  transport: Callable[[], Transport] | None = None) -> None:
         nl = config.newsletter
-        self.sender = sender_for(nl.name, nl.sender, nl.reply_to)
+        self.sender = sender_for(nl.name, nl.sender, nl.reply_to, one_click(nl.base_url))
         self.bounces = config.bounces.address
         self.envelope_from = self.bounces or config.smtp.envelope_from or self.sender.address
         self.mailto = unsubscribe_mailto(self.sender.address)
@@ -71,6 +71,11 @@ class Mailer:
             return prepared.assemble(env, slots, escaped)
 
         return self._forms(to.email, mid, form, dot_safe=True, sender=sender)  # parts in dot-safe QP
+
+    def size(self, prepared: PreparedGroup, links: Links) -> int:
+        """A group's message as sent (signed when a key is set), in bytes, for a subscriber of the list."""
+        to = Recipient(1, "subscriber@example.org", "Ada Lovelace", row_id=1)
+        return len(self.sign(self.copy(prepared, links, to, self.new_message_id())).data)
 
     def confirmation(self, to: Recipient, what: Confirmation) -> Outgoing:
         mid, now = self.new_message_id(), self.clock.now()

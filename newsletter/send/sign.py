@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,9 +10,23 @@ from ..config import SmtpSection
 from ..errors import ConfigError
 from .compose import CRLF, header_safe
 
-# DKIM covers these when present; List-Unsubscribe(-Post) must be signed for RFC 8058 one-click.
-DKIM_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-id", b"list-unsubscribe",
-                b"list-unsubscribe-post", b"mime-version", b"content-type")
+# DKIM covers these when present; List-Unsubscribe(-Post) must be signed for RFC 8058 one-click,
+# Feedback-ID for Gmail's feedback loop.
+DKIM_HEADERS = frozenset((b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-id",
+                          b"list-unsubscribe", b"list-unsubscribe-post", b"feedback-id", b"mime-version",
+                          b"content-type", b"content-transfer-encoding", b"auto-submitted"))
+# Oversigned (RFC 6376 8.15): named once more than they occur, so one added in transit breaks the
+# signature; an absent List-Unsubscribe-Post is still named once, so no one can add One-Click.
+OVERSIGNED = (b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post")
+CANONICALIZE = (b"relaxed", b"relaxed")  # survives a relay that refolds a header or trims a line's end
+_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+
+
+def signed_headers(message: bytes) -> list[bytes]:
+    """h=: each signed header field the message has, as often as it has it, then the oversigned names."""
+    head = message[:message.find(CRLF + CRLF)]  # a slice of the head, no copy of the body
+    present = [name.lower() for name in _FIELD_NAME.findall(head)]
+    return [name for name in present if name in DKIM_HEADERS] + list(OVERSIGNED)
 
 
 @dataclass(frozen=True)
@@ -27,8 +42,8 @@ class DkimSigner:
         import dkim  # here, not at the top: with dnspython it costs 50 ms a command, needed only when signing
 
         body = message if message.endswith(CRLF) else message + CRLF
-        signature: bytes = dkim.sign(body, self.selector, self.domain, self.key,
-                                     include_headers=list(DKIM_HEADERS), linesep=CRLF)
+        signature: bytes = dkim.sign(body, self.selector, self.domain, self.key, canonicalize=CANONICALIZE,
+                                     include_headers=signed_headers(message), linesep=CRLF)
         return signature + message
 
 

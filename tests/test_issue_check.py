@@ -1,0 +1,75 @@
+"""`issue check` names every mistake at once; arXiv ids as editors paste them; `issue list` shows approvals (#17)."""
+
+from __future__ import annotations
+
+import pytest
+
+from newsletter.content import arxiv_id, load_issue
+from newsletter.errors import ContentError
+
+from .conftest import AREAS, REPO, invoke
+from .test_content import GOOD, write
+
+
+def test_issue_check_names_an_unknown_area_a_missing_title_and_a_bad_status_in_one_run(make_config, runner,
+                                                                                       tmp_path):
+    """Three mistakes in one file are three lines, each naming the file, the paper and the field; exit 1."""
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    bad = (GOOD.replace('["LLM"]', '["Robotics"]').replace('title = "Second paper"\n', '')
+           .replace('authors = ["B. Author"]', 'authors = ["B. Author"]\nstatus = "published"'))
+    path = write(issues, bad)
+    config = make_config(f'[paths]\nissues = "{issues}"\ntemplates = "{REPO / "templates" / "email"}"\n')
+    out = invoke(runner, config, "issue", "check", code=1).output
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3 and all(str(path) in line for line in errors)
+    assert any("paper 1 'First paper': areas" in e and "unknown area 'Robotics'" in e for e in errors)
+    assert any("paper 2: title: missing (required)" in e for e in errors)
+    assert any("paper 2: status:" in e and "'preprint' or 'accepted'" in e for e in errors)
+
+
+@pytest.mark.parametrize(("pasted", "stored"), [
+    ("arXiv:2605.01234v2", "2605.01234v2"), ("arxiv: 2605.01234", "2605.01234"), (" 2605.01234 ", "2605.01234"),
+    ("1412.1234", "1412.1234"), ("0704.0001", "0704.0001"),
+])
+def test_arxiv_ids_are_taken_as_pasted_and_stored_normalised(pasted, stored):
+    """An arXiv: prefix, a version suffix and spaces are accepted; the id is kept in one form."""
+    assert arxiv_id(pasted) == stored
+
+
+@pytest.mark.parametrize(("pasted", "words"), [
+    ("2611.1234", "since January 2015 the number after the dot has 5 digits, not 4"),
+    ("1412.01234", "before 2015 the number after the dot has 4 digits, not 5"),
+    ("2613.01234", "month 13 does not exist"),
+    ("hep-th/9901001", "is not an arXiv id (YYMM.NNNNN"),
+])
+def test_wrong_arxiv_ids_are_told_in_words_not_a_regex(tmp_path, pasted, words):
+    """A wrong id says what is wrong in words, in a line naming the file and the paper, never a pattern."""
+    path = write(tmp_path, GOOD.replace('arxiv = "2605.00001"', f'arxiv = "{pasted}"'))
+    with pytest.raises(ContentError) as info:
+        load_issue(path, AREAS)
+    assert "paper 1 'First paper': arxiv: " in str(info.value) and words in str(info.value)
+    assert "pattern" not in str(info.value) and "^" not in str(info.value)
+
+
+def test_the_same_paper_in_two_versions_is_a_duplicate(tmp_path):
+    """2605.00001 and arXiv:2605.00001v3 are one paper: the second is named as its duplicate."""
+    second = 'authors = ["B. Author"]\narxiv = "arXiv:2605.00001v3"'
+    path = write(tmp_path, GOOD.replace('authors = ["B. Author"]', second))
+    with pytest.raises(ContentError, match=r"paper 2 'Second paper': duplicate of paper 1 \(same arXiv id\)"):
+        load_issue(path, AREAS)
+
+
+def test_issue_list_shows_an_issue_approved_without_editing_its_file(make_config, runner, tmp_path):
+    """A draft (ready = false) approved with `issue approve` reads "yes (approved)" in `issue list`."""
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    write(issues, GOOD)
+    write(issues, GOOD.replace("2026-06-04", "2026-06-11").replace("[[papers]]", "ready = true\n\n[[papers]]", 1),
+          "2026-06-11.toml")
+    config = make_config(f'[paths]\nissues = "{issues}"\ntemplates = "{REPO / "templates" / "email"}"\n')
+    assert "no" in invoke(runner, config, "issue", "list").output
+    invoke(runner, config, "issue", "approve", "2026-06-04")
+    rows = {line.split()[1]: line for line in invoke(runner, config, "issue", "list").output.splitlines()
+            if "2026-06" in line}
+    assert "yes (approved)" in rows["2026-06-04"] and "yes (file)" in rows["2026-06-11"]
