@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from newsletter import store
+from newsletter import audience, store
+from newsletter.audience import subscribers as audience_subscribers
+from newsletter.cli import base as cli_base
 from newsletter.cli import cli
 from newsletter.store import tables as t
 
-from .conftest import REPO
+from .conftest import AREAS, REPO
 
 SAMPLE = REPO / "subscribers" / "sample.csv"
 
@@ -214,3 +219,129 @@ def test_export_to_stdout_is_csv(nl):
     nl("subscribers", "add", "e@example.org", "--name", "E", "--areas", "RL")
     out = list(csv.reader(io.StringIO(nl("subscribers", "export").output)))
     assert out == [["email", "name", "areas"], ["e@example.org", "E", "RL"]]
+
+
+# --- `subscribers list`: whole addresses, --search, --status, --json, --csv; export's mode -------------------
+
+LONG = "augusta.ada.king.countess.of.lovelace@analytical-engine-note-by-the-translator.bernoulli.example.org"
+
+
+def _people(nl) -> None:
+    nl("subscribers", "add", "ada@example.org", "--name", "Ada Lovelace", "--areas", "LLM,RL")
+    nl("subscribers", "add", "GHopper@navy.example.mil", "--name", "Grace Hopper", "--areas", "Agents")
+    nl("subscribers", "add", "alan@bletchley.example.org", "--name", "Alan Turing")
+
+
+def _emails(result) -> list[str]:
+    return [json.loads(line)["email"] for line in result.stdout.splitlines()]
+
+
+def test_list_shows_a_100_character_address_whole(nl, monkeypatch):
+    """At Click's runner's 80 columns, a 100-character address folds over lines and is never cut."""
+    # the runner is no terminal, so rich takes 80 columns; pinned so a COLUMNS in the environment cannot widen it
+    monkeypatch.setattr(cli_base.console, "_width", 80)
+    assert len(LONG) == 100
+    nl("subscribers", "add", LONG, "--name", "Augusta Ada King, Countess of Lovelace, translator of Menabrea")
+    out = nl("subscribers", "list").output
+    body = [line.split("│") for line in out.splitlines() if line.startswith("│")]
+    assert "".join(cells[1].strip() for cells in body) == LONG
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_list_search_finds_part_of_a_name_or_an_address_in_any_case(nl):
+    """--search matches a piece of the name or of the address, case-insensitively, and % or _ only literally."""
+    _people(nl)
+    assert _emails(nl("subscribers", "list", "--search", "LOVEL", "--json")) == ["ada@example.org"]
+    assert _emails(nl("subscribers", "list", "--search", "navy.EX", "--json")) == ["GHopper@navy.example.mil"]
+    assert _emails(nl("subscribers", "list", "--search", "ghopper@", "--json")) == ["GHopper@navy.example.mil"]
+    assert _emails(nl("subscribers", "list", "--search", "a%e", "--json")) == []
+    assert _emails(nl("subscribers", "list", "--search", "_", "--json")) == []
+    assert _emails(nl("subscribers", "list", "--search", "Example.ORG", "--json")) == [
+        "ada@example.org", "alan@bletchley.example.org"]
+    assert "2 matching" in nl("subscribers", "list", "--search", "Example.ORG").output
+
+
+def test_list_status_filters(nl):
+    """--status shows only that status, alone or with --search; an unknown status is a usage error."""
+    _people(nl)
+    nl("subscribers", "unsubscribe", "alan@bletchley.example.org")
+    assert _emails(nl("subscribers", "list", "--status", "unsubscribed", "--json")) == ["alan@bletchley.example.org"]
+    assert _emails(nl("subscribers", "list", "--status", "active", "--json")) == ["ada@example.org",
+                                                                                  "GHopper@navy.example.mil"]
+    assert _emails(nl("subscribers", "list", "--status", "active", "--search", "alan", "--json")) == []
+    assert "1 matching" in nl("subscribers", "list", "--status", "unsubscribed").output
+    assert "bounced" in nl("subscribers", "list", "--status", "erased", code=2).output
+
+
+def test_list_json_is_one_object_a_line(nl):
+    """--json prints JSON Lines and nothing else: every field, areas as a list ([] = all), UTC times."""
+    _people(nl)
+    result = nl("subscribers", "list", "--json")
+    found = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [f["email"] for f in found] == ["ada@example.org", "GHopper@navy.example.mil", "alan@bletchley.example.org"]
+    assert found[0] | {"created_at": None, "confirmed_at": None} == {
+        "email": "ada@example.org", "name": "Ada Lovelace", "areas": ["LLM", "RL"], "status": "active",
+        "source": "cli", "created_at": None, "confirmed_at": None, "unsubscribed_at": None}
+    assert found[2]["areas"] == [] and found[0]["created_at"].endswith("+00:00")
+    limited = nl("subscribers", "list", "--json", "--limit", "2")
+    assert len(limited.stdout.splitlines()) == 2 and "--limit 0 gives all" in limited.stderr
+
+
+def test_list_csv_parses_and_imports_back(nl, tmp_path, make_config, runner):
+    """--csv is a CSV file with a header that the csv module reads and `import` takes as it is."""
+    _people(nl)
+    text = nl("subscribers", "list", "--csv").stdout
+    found = list(csv.DictReader(io.StringIO(text)))
+    assert text.splitlines()[0] == "email,name,areas,status,source,created_at,confirmed_at,unsubscribed_at"
+    assert [(r["email"], r["name"], r["areas"], r["status"]) for r in found] == [
+        ("ada@example.org", "Ada Lovelace", "LLM;RL", "active"),
+        ("GHopper@navy.example.mil", "Grace Hopper", "Agents", "active"),
+        ("alan@bletchley.example.org", "Alan Turing", "", "active")]
+    copy = write_csv(tmp_path / "copy.csv", text)
+    other = make_config(f'[database]\nurl = "sqlite:///{tmp_path / "other.db"}"\n', name="other.toml")
+    assert runner.invoke(cli, ["--config", str(other), "subscribers", "import", str(copy)]).exit_code == 0
+    assert rows(tmp_path / "other.db") == rows(nl.db)
+    assert "choose one" in nl("subscribers", "list", "--csv", "--json", code=2).output
+
+
+def test_list_search_and_stream_on_both_databases(db_url):
+    """On SQLite and PostgreSQL alike: --search's query in any case, and the stream's keyset pages
+    giving every match once, in order, with a limit across pages."""
+    engine = store.engine_for(db_url)
+    store.migrate(engine)
+    try:
+        with engine.begin() as conn:
+            for n in range(7):
+                audience.add(conn, f"P{n}@example.org", f"Person Nº{n}", "", AREAS)
+            audience.add(conn, "other@example.com", "Someone", "", AREAS)
+        with engine.connect() as conn:
+            every = [s.email for s in audience_subscribers.iter_listing(conn, AREAS, search="PERSON", batch=2)]
+            three = [s.email for s in audience_subscribers.iter_listing(conn, AREAS, search="p", limit=3, batch=2)]
+            page = audience.listing(conn, AREAS, limit=2, search="p3@EXAMPLE")
+    finally:
+        engine.dispose()
+    assert every == [f"P{n}@example.org" for n in range(7)] and three == every[:3]
+    assert [s.email for s in page.subscribers] == ["P3@example.org"] and page.matching == 1
+
+
+def test_export_file_is_owner_only_from_its_first_byte(nl, tmp_path, monkeypatch):
+    """`export FILE` creates its file 0600 under umask 022, before a single address is written."""
+    nl("subscribers", "add", "e@example.org")
+    seen: list[int] = []
+    real = audience.export_csv
+
+    def spy(conn, out, status="active"):
+        seen.append(stat.S_IMODE(os.fstat(out.fileno()).st_mode))
+        return real(conn, out, status)
+
+    monkeypatch.setattr(audience, "export_csv", spy)
+    target = tmp_path / "list.csv"
+    (tmp_path / "list.csv.part").write_text("stale")
+    (tmp_path / "list.csv.part").chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        nl("subscribers", "export", str(target))
+    finally:
+        os.umask(old)
+    assert seen == [0o600] and stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert "e@example.org" in target.read_text(encoding="utf-8") and not (tmp_path / "list.csv.part").exists()

@@ -35,10 +35,17 @@ def demo(state: State, out: Path) -> None:
 def serve(state: State, host: str | None, port: int | None) -> None:
     """Serve the web pages: sign-up, confirm, unsubscribe, preferences, archive, editor preview.
 
+    Warns in one line when [newsletter] base_url, which every link in the mails starts with, points
+    at loopback or at HOST with another port than PORT (a different public host is taken for a proxy).
+
     Example: newsletter serve --host 127.0.0.1 --port 8000
     """
+    from ..web import listen_mismatch
     from ..web import serve as run_web
 
     config = state.config
+    host, port = host or config.web.host, port or config.web.port
+    if problem := listen_mismatch(config.newsletter.base_url, host, port):
+        click.echo(f"warning: {problem}", err=True)
     state.engine  # noqa: B018 (check the database, and migrate SQLite, before listening)
-    run_web(config, host or config.web.host, port or config.web.port)
+    run_web(config, host, port)

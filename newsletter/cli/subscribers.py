@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from rich.table import Table
+from rich.table import Column, Table
 
 from .. import areas as area_names
 from .. import audience, store
+from ..audience import subscribers as audience_subscribers
 from ..store.tables import SUBSCRIBER_STATUSES
 from .base import Group, State, cli, console, pass_state, progress
 
@@ -117,25 +123,85 @@ def subscribers_export(state: State, file: Path | None, status: str) -> None:
             audience.export_csv(conn, sys.stdout, status)
             return
         partial = file.with_name(file.name + ".part")
-        with partial.open("w", encoding="utf-8", newline="") as out:
+        partial.unlink(missing_ok=True)  # a stale one keeps its old mode; O_EXCL also refuses a planted symlink
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner-only from the first byte
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             count = audience.export_csv(conn, out, status)
         partial.replace(file)  # a crash never leaves a half-written file under the real name
     click.echo(f"Exported {count} subscribers to {file}.", err=True)
 
 
 @subscribers.command("list")
+@click.option("--search", metavar="TEXT", help="Only addresses or names containing TEXT, in any case.")
 @click.option("--area", help="Only subscribers who get this area in full.")
 @click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES), help="Only subscribers with this status.")
-@click.option("--limit", default=100, show_default=True, help="Show at most this many rows.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(0),
+              help="Show at most this many rows (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per subscriber, nothing else.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row, nothing else.")
 @pass_state
-def subscribers_list(state: State, area: str | None, status: str | None, limit: int) -> None:
+def subscribers_list(state: State, search: str | None, area: str | None, status: str | None, limit: int,
+                     as_json: bool, as_csv: bool) -> None:
     """Show subscribers and the counts by status and by area.
 
-    Example: newsletter subscribers list --area RL --status active
+    --json and --csv are for scripts: the matching rows only, streamed, in id order; a note on
+    stderr when --limit stopped them.
+
+    Example: newsletter subscribers list --search lovelace --status active
     """
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: choose one.")
     with state.engine.connect() as conn:
-        found = audience.listing(conn, state.areas, area, status, limit)
-    table = Table("email", "name", "areas", "status", "source", "since")
+        if as_json or as_csv:
+            found = audience_subscribers.iter_listing(conn, state.areas, area, status, limit or None, search)
+            shown = _write_json(found) if as_json else _write_csv(found)
+            if limit and shown == limit:
+                click.echo(f"Stopped at --limit {limit}: there may be more; --limit 0 gives all.", err=True)
+            return
+        listing = audience.listing(conn, state.areas, area, status, limit or None, search)
+    _print_table(listing)
+
+
+LIST_COLUMNS = ("email", "name", "areas", "status", "source", "created_at", "confirmed_at", "unsubscribed_at")
+
+
+def _fields(sub: audience.Subscriber) -> dict[str, object]:
+    """One subscriber for scripts: areas as a list (empty = all areas), times in ISO 8601 UTC or None."""
+    return {"email": sub.email, "name": sub.name, "areas": list(sub.areas), "status": sub.status,
+            "source": sub.source, "created_at": _when(sub.created_at), "confirmed_at": _when(sub.confirmed_at),
+            "unsubscribed_at": _when(sub.unsubscribed_at)}
+
+
+def _when(at: datetime | None) -> str | None:
+    """ISO 8601 with its UTC offset: SQLite gives the stored UTC time back naive, PostgreSQL aware."""
+    return None if at is None else (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)).isoformat()
+
+
+def _write_json(found: Iterable[audience.Subscriber]) -> int:
+    count = 0
+    for sub in found:
+        click.echo(json.dumps(_fields(sub), ensure_ascii=False))
+        count += 1
+    return count
+
+
+def _write_csv(found: Iterable[audience.Subscriber]) -> int:
+    """email,name,areas first (areas ';'-joined, empty = all), so the file imports back as it is."""
+    writer = csv.writer(sys.stdout, lineterminator="\r\n")
+    writer.writerow(LIST_COLUMNS)
+    count = 0
+    for sub in found:
+        row = _fields(sub) | {"areas": audience.join_areas(sub.areas)}
+        writer.writerow("" if row[k] is None else row[k] for k in LIST_COLUMNS)
+        count += 1
+    return count
+
+
+def _print_table(found: audience.Listing) -> None:
+    """Long addresses and names fold onto more lines, never cut: a cut address is a wrong address."""
+    table = Table(Column("email", overflow="fold"), Column("name", overflow="fold"),
+                  Column("areas", overflow="fold"), Column("status", no_wrap=True),
+                  Column("source", no_wrap=True), Column("since", no_wrap=True))
     for sub in found.subscribers:
         table.add_row(sub.email, sub.name, area_names.label(sub.areas), sub.status, sub.source,
                       f"{sub.created_at:%Y-%m-%d}")

@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .. import audience, store
@@ -48,11 +48,11 @@ from ..links import PREFERENCES, UNSUBSCRIBE, Links, links_for
 from ..render import Renderer, preview_slots
 from ..send import Mailer, Outcome, Recipient
 from ..send.compose import Confirmation
-from . import guard, issues
+from . import feeds, guard, issues
 from .guard import CSP, CSRF_COOKIE, CSRF_FIELD, FRAME_OK, Csrf, SecurityHeaders, SlidingWindow, client_ip, is_loopback
 
 if TYPE_CHECKING:
-    import uvicorn
+    pass
 
 log = logging.getLogger("newsletter.web")
 T = TypeVar("T")
@@ -81,6 +81,7 @@ def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[
         Route("/preferences/{token}", web.preferences_form),
         Route("/preferences/{token}", web.preferences, methods=["POST"]),
         Route("/archive", web.archive), Route("/archive/{slug}", web.archive_issue),
+        Route("/feed.xml", web.feed), Route("/feed/{area}.xml", web.area_feed), Route("/atom.xml", web.atom),
         Route("/preview/{slug}", web.preview), Route("/preview/{slug}/raw", web.preview_raw),
         Route("/site.css", web.stylesheet),
     ]
@@ -103,6 +104,7 @@ class Web:
         self.confirm_max_age = int(config.web.confirm_hours * 3600)
         self.now, self.confirm_every = now, confirm_every
         self.archive_pages = issues.Archive(config)
+        self.feeds = feeds.Feeds(config)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(STATIC), autoescape=True,
                                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
@@ -301,7 +303,7 @@ class Web:
 
     async def archive(self, request: Request) -> Response:
         found = await self.db(issues.published)
-        return self.page(request, "archive.html.j2", issues=found)
+        return self.page(request, "archive.html.j2", issues=found, feeds=feeds.feed_urls(self.config))
 
     async def archive_issue(self, request: Request) -> Response:
         slug = request.path_params["slug"]
@@ -313,6 +315,23 @@ class Web:
         if html is None:
             return self.page(request, "message.html.j2", 404, title="Empty issue", text="This issue has no papers.")
         return HTMLResponse(html, headers={"Cache-Control": "public, max-age=300"})
+
+    # --- feeds --------------------------------------------------------------------------------------
+
+    async def feed(self, request: Request) -> Response:
+        found = await self.db(feeds.sent)
+        return _atom(await run_in_threadpool(self.feeds.all_issues, found))
+
+    async def area_feed(self, request: Request) -> Response:
+        area = self.feeds.area(request.path_params["area"])
+        if area is None:
+            return PlainTextResponse("No such feed.", 404)
+        found = await self.db(feeds.sent)
+        return _atom(await run_in_threadpool(self.feeds.one_area, area, found))
+
+    async def atom(self, request: Request) -> Response:
+        """The name feed readers guess; one feed has one URL, so this points there."""
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/feed.xml", 301)
 
     # --- editor preview -----------------------------------------------------------------------------
 
@@ -371,6 +390,10 @@ class Web:
         return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
 
 
+def _atom(data: bytes) -> Response:
+    return Response(data, media_type=feeds.MEDIA_TYPE, headers={"Cache-Control": "public, max-age=300"})
+
+
 def _strings(values: Sequence[object]) -> list[str]:
     return [v for v in values if isinstance(v, str)]
 
@@ -379,18 +402,3 @@ def _masked(email: str) -> str:
     """``a…@example.org``: enough for the owner to recognise, little for whoever a link was forwarded to."""
     local, _, domain = email.rpartition("@")
     return f"{local[:1]}…@{domain}"
-
-
-def server(app: Starlette, host: str, port: int, **options: Any) -> uvicorn.Server:
-    """uvicorn for ``app``, its access log without link tokens (``guard.RedactTokens``)."""
-    import uvicorn
-
-    options = {"proxy_headers": True, "log_level": "info", **options}
-    made = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
-    guard.redact_access_log()  # after uvicorn.Config, which (re)configures logging
-    return made
-
-
-def serve(config: Config, host: str, port: int) -> None:
-    """Run the app under uvicorn until interrupted."""
-    server(create_app(config), host, port).run()

@@ -21,6 +21,7 @@ from ..content import Issue, issue_files, load_issue
 from ..lifecycle import PUBLISHED
 from ..render import Renderer
 from ..store import tables as t
+from .feeds import link_tags
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def web_slots(config: Config) -> dict[str, str]:
 
 
 class Archive:
-    """Whole issues (every paper in full) as HTML, rendered once per issue file version."""
+    """Whole issues (every paper in full) as HTML, rendered once per issue file version, advertising the feeds."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -71,7 +72,7 @@ class Archive:
         group = Renderer(self.config).render(issue, self.config.newsletter.areas)
         if group is None:  # an issue without papers
             return None
-        page = group.fill(web_slots(self.config))[0]
+        page = group.fill(web_slots(self.config))[0].replace("</head>", link_tags(self.config) + "</head>", 1)
         with self._lock:
             self._cache[path.stem] = (stamp, page)
         return page
