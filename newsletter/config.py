@@ -147,6 +147,7 @@ class WebSection(_Section):
     preview_token: SecretStr = SecretStr("")
     confirm_hours: float = Field(default=48.0, gt=0)
     subscribe_per_hour: int = Field(default=5, ge=1)
+    confirm_every_minutes: float = Field(default=60.0, gt=0)  # one confirmation mail per address this often
 
 
 class Config(BaseSettings):

@@ -457,3 +457,14 @@ def test_claim_confirmation_allows_one_per_interval_on_both_databases(db_url):
         assert not claim_confirmation(conn, sid, start + timedelta(minutes=59), hour)
         assert claim_confirmation(conn, sid, start + hour, hour)
     engine.dispose()
+
+
+def test_the_per_address_interval_comes_from_the_config(site):
+    """[web] confirm_every_minutes = 10: a second sign-up 11 minutes after the first mail gets a second mail."""
+    config = site.config.model_copy(update={"web": site.config.web.model_copy(update={"confirm_every_minutes": 10})})
+    app = create_app(config, site.engine, now=site.now)
+    for minutes in (0, 5, 6):  # at 0, 5 and 11 minutes
+        site.now.at += timedelta(minutes=minutes)
+        with TestClient(app, client=("198.51.100.9", 40000), follow_redirects=False) as client:
+            subscribe(client, "often@example.org")
+    assert site.handler.received["often@example.org"] == 2

@@ -59,18 +59,20 @@ T = TypeVar("T")
 STATIC = Path(__file__).with_name("templates")
 PHONE, DESKTOP = 375, 700
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# At most one confirmation mail per address in this time, however many clients ask for one.
+# At most one confirmation mail per address in this time, however many clients ask for one
+# ([web] confirm_every_minutes sets it).
 CONFIRM_EVERY = timedelta(minutes=60)
 
 
 def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[[], float] | None = None,
-               now: Clock = SYSTEM, confirm_every: timedelta = CONFIRM_EVERY) -> Starlette:
+               now: Clock = SYSTEM, confirm_every: timedelta | None = None) -> Starlette:
     """The web app for ``config``; ``engine`` defaults to the configured database (migrated if SQLite).
 
     ``clock`` (monotonic seconds) drives the per-client sign-up limit and ``now`` the per-address one,
     so a test can move time.
     """
-    web = Web(config, engine or store.connect(store.engine_for(config.database_url)), clock, now, confirm_every)
+    every = confirm_every or timedelta(minutes=config.web.confirm_every_minutes)
+    web = Web(config, engine or store.connect(store.engine_for(config.database_url)), clock, now, every)
     routes = [
         Route("/", web.subscribe_form), Route("/subscribe", web.subscribe_form),
         Route("/subscribe", web.subscribe, methods=["POST"]),
