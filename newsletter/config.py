@@ -80,6 +80,9 @@ class SmtpSection(_Section):
     max_attempts: int = Field(default=5, ge=1)
     retry_seconds: float = Field(default=60.0, ge=0)
     pause_after_errors: int = Field(default=25, ge=1)
+    # rows marked "sending" per commit: 1 = a commit a message, ≤ 1 unknown per connection after a crash;
+    # N = a commit per N messages, ≤ N unknown per connection
+    commit_every: int = Field(default=1, ge=1, le=200)
     ca_file: str = ""
     dkim_key_file: str = ""
     dkim_selector: str = ""

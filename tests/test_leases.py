@@ -78,3 +78,40 @@ def test_a_dead_workers_claims_are_taken_back_by_a_live_ones_heartbeat(make_conf
         engine.dispose()
     assert states.pop(rows[0].email) == "unknown" and set(states.values()) == {"sent"}
     assert sorted(rcpt for rcpt, _ in handler.messages) == sorted(states)
+
+
+def test_a_stop_mid_chunk_puts_the_rows_not_attempted_back_in_the_queue(make_config, runner):
+    """With commit_every = 8, a stop (SIGTERM's event) between two messages of a chunk leaves no row `sending` or
+    unknown: the rows marked but not attempted are queued again, and the next run sends each address once."""
+    from newsletter.content import find_issue, load_issue
+    from newsletter.send import Campaign, Mode
+
+    with smtp_server() as (handler, port):
+        config = make_config(f"""
+            [smtp]
+            port = {port}
+            connections = 1
+            commit_every = 8
+            """)
+        for n in range(20):
+            invoke(runner, config, "subscribers", "add", f"c{n}@example.org")
+        cfg = load_config(config)
+        engine = store.connect(store.engine_for(cfg.database_url))
+        path = find_issue(cfg.path("issues"), ISSUE)
+        stop = threading.Event()
+        handler.delay = 0.05
+        campaign = Campaign(cfg, engine, load_issue(path, cfg.newsletter.areas), path=path, stop=stop)
+        sender = threading.Thread(target=campaign.run, args=(Mode.SEND,))
+        sender.start()
+        deadline = time.monotonic() + 30
+        while len(handler.messages) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()  # mid-way through the first chunk of 8
+        sender.join(30)
+        with engine.connect() as conn:
+            states = sorted(conn.scalars(sa.select(t.outbox.c.state)))
+        handler.delay = 0
+        invoke(runner, config, "send", ISSUE)
+        engine.dispose()
+    assert 3 <= states.count("sent") < 8 and set(states) == {"sent", "queued"}
+    assert handler.received == {f"c{n}@example.org": 1 for n in range(20)}

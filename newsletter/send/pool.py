@@ -173,12 +173,13 @@ class Delivery:
             self.state.pause(f"a sending thread stopped: {type(exc).__name__}: {exc}")
 
     def _serve(self, iid: int, worker: str) -> None:
-        """Claim a batch, then per row begin, deliver, record, over one held connection and line.
+        """Claim a batch, then per chunk of ``[smtp] commit_every`` rows begin, deliver, record, over one
+        held connection and line.
 
-        One transaction per message: the row's ``sending`` mark carries the previous row's result
-        with it, so a message costs one commit instead of two and a process that dies still leaves
-        at most one row per connection whose fate is unknown (the one in flight, or the one just
-        sent whose result was not yet written).
+        One transaction per chunk: the chunk's ``sending`` marks carry the previous chunk's results
+        with them, so with the default chunk of one a message costs one commit instead of two and a
+        process that dies still leaves at most one row per connection whose fate is unknown (the one
+        in flight, or the one just sent whose result was not yet written); with N, at most N.
         """
         line = self.mailer.open()
         done: _Done = []
@@ -188,10 +189,11 @@ class Delivery:
                     rows = self._claim(conn, iid, worker, done)
                     if not rows:
                         return
-                    for row in rows:
+                    step = self.config.smtp.commit_every
+                    for start in range(0, len(rows), step):
                         if self.state.stop.is_set():
                             break
-                        self._one(conn, worker, line, row, done)
+                        self._chunk(conn, worker, line, rows[start:start + step], done)
             finally:
                 line.close()
                 with self._write(conn, done):
@@ -223,22 +225,41 @@ class Delivery:
         if verdict.bounced and row.subscriber_id is not None:
             audience.mark_bounced(conn, row.subscriber_id, now)
 
-    def _one(self, conn: sa.Connection, worker: str, line: Line, row: Row, done: _Done) -> None:
-        mid = self.mailer.new_message_id()
-        self.limit.wait(self.state.stop)
+    def _chunk(self, conn: sa.Connection, worker: str, line: Line, rows: list[Row], done: _Done) -> None:
+        """Mark ``rows`` ``sending`` in one commit (with the results still pending), then deliver them.
+
+        ``[smtp] commit_every`` rows per commit: 1 (the default) costs a commit a message and leaves at
+        most one row per connection of unknown fate after a crash; N costs a commit per N messages and
+        leaves at most N per connection. Rows marked but not yet attempted when the send stops or
+        faults go back to the queue, so only a crash makes them unknown.
+        """
+        mids = {row.id: self.mailer.new_message_id() for row in rows}
+        self.limit.wait(self.state.stop)  # before the mark: a row waiting on the rate limit is not in flight
         with self._write(conn, done):
-            began = outbox.begin(conn, row.id, worker, self.lease, self.clock.now(), mid)
-        if not began:
-            return
-        try:
-            result = self._attempt(line, row, mid)
-        except SendFault:
-            with self._write(conn, done):
+            now = self.clock.now()
+            began = [row for row in rows if outbox.begin(conn, row.id, worker, self.lease, now, mids[row.id])]
+        for n, row in enumerate(began):
+            if n and (self.state.stop.is_set() or not self._wait_turn()):
+                self._requeue(conn, began[n:], done)
+                return
+            try:
+                result = self._attempt(line, row, mids[row.id])
+            except SendFault:
+                self._requeue(conn, began[n:], done)
+                raise
+            done.append((row, result))
+            self.state.count(result.outcome is Outcome.SENT, self.config.smtp.pause_after_errors)
+            self.on_progress(1)
+
+    def _wait_turn(self) -> bool:
+        """The rate limit between two rows of one chunk; False when the send was stopped meanwhile."""
+        self.limit.wait(self.state.stop)
+        return not self.state.stop.is_set()
+
+    def _requeue(self, conn: sa.Connection, rows: list[Row], done: _Done) -> None:
+        with self._write(conn, done):
+            for row in rows:
                 outbox.requeue(conn, row.id)
-            raise
-        done.append((row, result))
-        self.state.count(result.outcome is Outcome.SENT, self.config.smtp.pause_after_errors)
-        self.on_progress(1)
 
     def _attempt(self, line: Line, row: Row, mid: str) -> Result:
         """Build and send one row's message; whatever goes wrong is this row's result, with the reason."""
