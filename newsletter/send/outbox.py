@@ -186,13 +186,20 @@ _ATTEMPT = OnCursor(t.delivery_attempts.insert().inline().values(
 def record(conn: Connection, row: Row, state: RowState, result: Result, now: datetime,
            next_at: datetime | None = None) -> None:
     """Write the row's new state and the attempt to the log (the state is ``policy.after``'s)."""
-    answer = result.answer[:1000]
-    _RECORD.run(conn, {
-        "row_id": row.id, "state": state.value, "code": result.code, "answer": answer, "now": now,
-        "sent_at": now if state is RowState.SENT else None, "next_at": next_at,
-    })
-    _ATTEMPT.run(conn, {"outbox_id": row.id, "at": now, "code": result.code, "answer": answer,
-                        "outcome": state.value})
+    record_many(conn, [(row, state, result, next_at)], now)
+
+
+Recorded = tuple[Row, RowState, Result, "datetime | None"]  # a row, its new state, the attempt, its next try
+
+
+def record_many(conn: Connection, outcomes: Sequence[Recorded], now: datetime) -> None:
+    """``record`` for several rows at once: two executemany calls (one round trip each on psycopg)."""
+    rows = [{"row_id": row.id, "state": state.value, "code": result.code, "answer": result.answer[:1000],
+             "sent_at": now if state is RowState.SENT else None, "next_at": next_at}
+            for row, state, result, next_at in outcomes]
+    _RECORD.run_many(conn, rows, {"now": now})
+    _ATTEMPT.run_many(conn, [{"outbox_id": r["row_id"], "code": r["code"], "answer": r["answer"],
+                              "outcome": r["state"]} for r in rows], {"at": now})
 
 
 def renew(conn: Connection, iid: int, holders: Sequence[str], until: datetime) -> int:

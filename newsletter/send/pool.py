@@ -214,16 +214,20 @@ class Delivery:
         where SQLite's own busy handler sleeps whole milliseconds between retries.
         """
         with self._sqlite_turn, conn.begin():
-            while done:
-                self._record(conn, *done.pop())
+            if done:
+                self._record(conn, done)
+                done.clear()
             yield
 
-    def _record(self, conn: sa.Connection, row: Row, result: Result) -> None:
+    def _record(self, conn: sa.Connection, done: _Done) -> None:
+        """The pending results, each as ``policy.after`` says, in one go; hard bounces suppress their subscriber."""
         now = self.clock.now()
-        verdict = self.policy.after(result.outcome, row.attempts + 1)
-        outbox.record(conn, row, verdict.state, result, now, now + verdict.retry_in if verdict.retry_in else None)
-        if verdict.bounced and row.subscriber_id is not None:
-            audience.mark_bounced(conn, row.subscriber_id, now)
+        verdicts = [(row, result, self.policy.after(result.outcome, row.attempts + 1)) for row, result in done]
+        outbox.record_many(conn, [(row, v.state, result, now + v.retry_in if v.retry_in else None)
+                                  for row, result, v in verdicts], now)
+        for row, _, verdict in verdicts:
+            if verdict.bounced and row.subscriber_id is not None:
+                audience.mark_bounced(conn, row.subscriber_id, now)
 
     def _chunk(self, conn: sa.Connection, worker: str, line: Line, rows: list[Row], done: _Done) -> None:
         """Mark ``rows`` ``sending`` in one commit (with the results still pending), then deliver them.
