@@ -37,6 +37,7 @@ class NewsletterSection(_Section):
     language: str = "en"
     identity: str = "ML Papers Weekly · Example Lab · 1 Example Street · 10115 Berlin"
     send_when_no_match: bool = False
+    editor: str = ""  # `preview --serve`: where "send me a test" sends a [Test] copy
 
     @field_validator("areas")
     @classmethod

@@ -100,13 +100,29 @@ def issue_approve(state: State, ref: str) -> None:
 @click.option("--areas", help="Only this group, e.g. LLM,RL (default: every group).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder to write to.")
 @click.option("--mjml", "with_mjml", is_flag=True, help="Also write each group's MJML source (<group>.mjml).")
+@click.option("--serve", is_flag=True, help="Open a live page on 127.0.0.1 that re-renders on each save.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8025, show_default=True, help="Port for --serve.")
 @pass_state
-def preview(state: State, ref: str, areas: str | None, out: Path | None, with_mjml: bool) -> None:
+def preview(state: State, ref: str, areas: str | None, out: Path | None, with_mjml: bool, serve: bool,
+            port: int) -> None:
     """Write the HTML and text of each group of an issue, with an index page. No database, no SMTP.
+
+    With --serve, a live page instead: every group, desktop and phone widths, the text part, sizes,
+    spam scores, the file's mistakes, and a "send me a test" button ([newsletter] editor).
 
     Example: newsletter preview latest --areas LLM,RL
     """
     config = state.config
+    if serve:
+        from ..areas import group_key
+        from ..web import live
+
+        path = find_issue(config.path("issues"), ref)
+        chosen = group_option(config, areas)
+        click.echo(f"Live preview of {path.name}: http://{live.HOST}:{port}/ (Ctrl-C stops it)")
+        live.serve(config, path, port, lambda: state.engine,
+                   group_key(chosen, state.areas) if chosen else "all")
+        return
     item = load_issue(find_issue(config.path("issues"), ref), state.areas)
     group = group_option(config, areas)
     target = out or config.path("preview") / item.slug
