@@ -11,14 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from ..audience import normalize_email
 from ..clock import utcnow
 from ..content import find_issue, load_issue
+from ..mailsink import write_private
 from ..send import Campaign, Events, Mode, Options, Outcome, Plan, Report, Run, Started, Worker, report
+from ..send.insights import Insights, insights, sparkline
 from ..send.outbox import worker_name
 from ..send.report import COMPLAINT_LINE
+from ..send.report_page import render_page
 from .base import State, cli, console, db_label, group_option, log_to_stdout, pass_state, progress
 
 
@@ -155,24 +159,34 @@ def _print_plan(slug: str, found: Plan) -> None:
 @cli.command("report")
 @click.argument("ref", metavar="ISSUE", default="latest")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also write the report as one self-contained HTML page with charts.")
 @pass_state
-def report_cmd(state: State, ref: str, as_json: bool) -> None:
-    """Counts by state, the send rate, and every failure with the server's answer.
+def report_cmd(state: State, ref: str, as_json: bool, html: Path | None) -> None:
+    """Counts by state, the send rate, every failure with the server's answer, the outcome by receiving
+    domain and the sends per minute.
 
     Example: newsletter report 2026-05-28 --json
     """
     slug = find_issue(state.config.path("issues"), ref).stem if ref == "latest" else ref
     with state.engine.connect() as conn:
         found = report(conn, slug)
-    if found is None:
+        more = insights(conn, slug)
+    if found is None or more is None:
         raise click.ClickException(f"issue {slug!r} has not been sent (no outbox in {db_label(state.engine)})")
+    if html is not None:
+        try:
+            write_private(html, render_page(found, more, utcnow()).encode())  # it lists addresses: owner only
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {html}: {exc.strerror or exc}") from None
+        click.echo(f"Report page written to {html}", err=True)
     if as_json:
-        click.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+        click.echo(json.dumps({**found.as_json(), **more.as_json()}, indent=2, ensure_ascii=False))
     else:
-        print_report(found)
+        print_report(found, more)
 
 
-def print_report(found: Report) -> None:
+def print_report(found: Report, more: Insights | None = None) -> None:
     table = Table(*found.counts, title=f"{found.issue}: {found.state}")
     table.add_row(*(str(n) for n in found.counts.values()))
     console.print(table)
@@ -186,13 +200,31 @@ def print_report(found: Report) -> None:
         if (rates["complained"] or 0) >= COMPLAINT_LINE:
             line = f"Complaints at {rates['complained']:.2%}: above Gmail's {COMPLAINT_LINE:.1%} line"
             console.print(f"[red]{line}[/red]")
+    if more is not None:
+        _print_insights(more)
     if found.pause_reason:
-        console.print(f"[red]Paused:[/red] {found.pause_reason}", markup=True)
+        console.print(f"[red]Paused:[/red] {escape(found.pause_reason)}", markup=True)
     if found.failures:
         failures = Table("email", "code", "answer", title="Failures")
         for failure in found.failures:
-            failures.add_row(failure.email, str(failure.code or ""), failure.answer)
+            failures.add_row(escape(failure.email), str(failure.code or ""), escape(failure.answer))
         console.print(failures)
+
+
+def _print_insights(more: Insights) -> None:
+    """The outcome by receiving domain (top ones, then the rest together) and the sends per minute."""
+    if more.domains:
+        table = Table("domain", "messages", "sent", "deferred", "failed", "bounced",
+                      title=f"By receiving domain (top {len(more.domains)} of {more.domain_count})",
+                      caption="deferred: once or more; bounced: 5xx or hard bounce")
+        for d in more.domains + ([more.other] if more.other else []):
+            table.add_row(escape(d.domain), *(str(n) for n in (d.messages, d.sent, d.deferred, d.failed, d.bounced)))
+        console.print(table)
+    if more.per_minute:
+        (at, peak), counts = max(more.per_minute, key=lambda m: m[1]), [n for _, n in more.per_minute]
+        console.print(f"Sends per minute: peak {peak} at {at:%H:%M} UTC, mean {sum(counts) / len(counts):.1f} "
+                      f"over {len(counts)} minute(s) with sends")
+        console.print(f"  {sparkline(more.per_minute)}", highlight=False)
 
 
 @cli.command("schedule")

@@ -4,7 +4,8 @@
     pool       the sending threads: claim, begin, deliver, record; nothing one row does stalls them
     worker     ``newsletter worker``: DELIVER passes over every issue being sent
     outbox     the narrow store of rows (named queries); ``policy`` decides what an outcome means
-    report     counts, rate and failures of an issue's send
+    report     counts, rate and failures of an issue's send; insights (by receiving domain, sends
+               per minute, counted in the database) and report_page (``report --html``)
     mailer     the one way out: compose → sign → transport
     compose    the message bytes (issue copies from prepared parts, the confirmation mail)
     groups     which group each subscriber gets, each rendered once
