@@ -245,6 +245,46 @@ def _duplicates(path: Path, issue: Issue) -> list[str]:
     return found
 
 
+# --- a new issue -----------------------------------------------------------------------------
+
+
+NEW_ISSUE = """\
+title = "{title}"
+date = {date}
+week = {{ start = {start}, end = {date} }}
+ready = false                  # a draft: `newsletter issue approve {date}` or true here to send it
+# preheader = "…"              # the inbox preview line; without it each group names its lead papers
+
+[[sections]]
+heading = "This week"
+position = "top"               # or "bottom"
+body = \"\"\"
+A few lines on the week (Markdown).\"\"\"
+
+[[papers]]
+title = "The paper's title"
+authors = ["First Author", "Second Author"]
+# et_al = 12                   # or true: more authors than listed
+arxiv = "arXiv:{yymm}.00001"   # as arXiv shows it; or link = "https://…"
+status = "preprint"            # or "accepted", with venue = "ICML 2026"
+# code = "https://github.com/…"
+areas = ["{area}"]             # any of {areas}
+keywords = ["one", "two"]
+
+[[papers.sections]]
+heading = "What it is"
+body = \"\"\"
+Two or three sentences for a reader in the field.\"\"\"
+"""
+
+
+def new_issue_text(date: dt.date, title: str, areas: Sequence[str]) -> str:
+    """A draft for ``date``: its week filled in, one example paper, ``ready = false``; it passes ``issue check``."""
+    return NEW_ISSUE.format(title=title.replace('"', "'"), date=date.isoformat(),
+                            start=(date - dt.timedelta(days=6)).isoformat(), yymm=date.strftime("%y%m"),
+                            area=areas[0], areas=", ".join(areas))
+
+
 # --- finding ---------------------------------------------------------------------------------
 
 

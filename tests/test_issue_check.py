@@ -73,3 +73,25 @@ def test_issue_list_shows_an_issue_approved_without_editing_its_file(make_config
     rows = {line.split()[1]: line for line in invoke(runner, config, "issue", "list").output.splitlines()
             if "2026-06" in line}
     assert "yes (approved)" in rows["2026-06-04"] and "yes (file)" in rows["2026-06-11"]
+
+
+def test_issue_new_writes_a_draft_that_passes_check_and_never_overwrites(make_config, runner, tmp_path):
+    """`issue new DATE` writes DATE's file with its week, one example paper and ready = false, which `issue check`
+    passes as a draft; again for the same date is a one-line error and the file is untouched; no DATE means the
+    day of the next weekly send."""
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    write(issues, GOOD)
+    config = make_config(f'[paths]\nissues = "{issues}"\ntemplates = "{REPO / "templates" / "email"}"\n'
+                         '[schedule]\nday = "thu"\ntime = "09:00"\ntimezone = "UTC"\n')
+    invoke(runner, config, "issue", "new", "2026-06-11")
+    made = issues / "2026-06-11.toml"
+    issue = load_issue(made, AREAS)
+    assert (issue.ready, issue.title, str(issue.week.start), len(issue.papers)) == (False, "A week", "2026-06-05", 1)
+    assert "ok  2026-06-11.toml: 1 papers, draft" in invoke(runner, config, "issue", "check", "2026-06-11").output
+    before = made.read_text()
+    again = invoke(runner, config, "issue", "new", "2026-06-11", code=1).output
+    assert "exists already" in again and len(again.strip().splitlines()) == 1 and made.read_text() == before
+    invoke(runner, config, "issue", "new")
+    made_next = [p for p in issues.glob("*.toml") if p.name not in ("2026-06-04.toml", "2026-06-11.toml")]
+    assert len(made_next) == 1 and load_issue(made_next[0], AREAS).date.weekday() == 3  # a Thursday

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -11,7 +12,7 @@ from rich.table import Table
 from .. import lifecycle, spamcheck
 from ..clock import utcnow
 from ..config import base_url_warning
-from ..content import find_issue, issue_files, load_issue
+from ..content import find_issue, issue_files, load_issue, new_issue_text
 from ..errors import NewsletterError
 from ..preview import write_preview
 from ..render import Renderer
@@ -42,6 +43,33 @@ def issue_list(state: State) -> None:
         except NewsletterError as exc:
             table.add_row(path.stem, f"[red]invalid: {escape(str(exc).splitlines()[0])}[/red]", "", "")
     console.print(table)
+
+
+@issue.command("new")
+@click.argument("day", metavar="[DATE]", required=False, type=click.DateTime(formats=["%Y-%m-%d"]))
+@pass_state
+def issue_new(state: State, day: datetime | None) -> None:
+    """Write a draft issue file for DATE (default: the day of the next weekly send) to fill in.
+
+    Example: newsletter issue new 2026-06-04
+    """
+    from .. import schedule
+
+    config = state.config
+    date = day.date() if day else schedule.next_runs(config.schedule, utcnow(), 1)[0].date()
+    files = issue_files(config.path("issues"))
+    try:
+        title = load_issue(files[-1], state.areas).title if files else "Paper Digest"
+    except NewsletterError:  # the latest file is broken: its title is not worth copying
+        title = "Paper Digest"
+    path = config.path("issues") / f"{date.isoformat()}.toml"
+    try:
+        with path.open("x", encoding="utf-8") as out:
+            out.write(new_issue_text(date, title, state.areas))
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists already: edit it, or name another date") from None
+    click.echo(f"Wrote {path}: a draft (ready = false) with one example paper; `newsletter issue check "
+               f"{date}` checks it, `newsletter preview {date} --serve` shows it as you edit.")
 
 
 @issue.command("check")
