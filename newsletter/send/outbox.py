@@ -202,15 +202,17 @@ def record_many(conn: Connection, outcomes: Sequence[Recorded], now: datetime) -
                               "outcome": r["state"]} for r in rows], {"at": now})
 
 
-def renew(conn: Connection, iid: int, holders: Sequence[str], until: datetime) -> int:
-    """Heartbeat: extend the leases of every row these live holders claimed; how many rows.
+def renew(conn: Connection, ids: Sequence[int], holders: Sequence[str], until: datetime) -> int:
+    """Heartbeat: extend the leases of the rows ``ids`` that these live holders still claim; how many rows.
 
     On PostgreSQL rows locked by a sending transaction of the same worker are skipped (SKIP LOCKED):
     that transaction sets their lease itself, and waiting for it deadlocked (measured with two
     workers on 100,000 rows: the heartbeat and a begin+record each held a row the other wanted).
     """
+    if not ids:
+        return 0
     o = t.outbox.c
-    mine = sa.select(o.id).where(o.issue_id == iid, o.claimed_by.in_(holders))
+    mine = sa.select(o.id).where(o.id.in_(ids), o.claimed_by.in_(holders))
     if conn.dialect.name == "postgresql":
         mine = mine.with_for_update(skip_locked=True)
     return conn.execute(t.outbox.update().where(o.id.in_(mine.scalar_subquery()))

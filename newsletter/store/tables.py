@@ -106,10 +106,6 @@ sa.Index("ix_outbox_issue_id_state_id", outbox.c.issue_id, outbox.c.state, outbo
 # 1M rows without it, the planner reading every due row and sorting)
 _DUE_ROWS = sa.and_(outbox.c.state.in_(("queued", "deferred")), outbox.c.claimed_by.is_(None))
 sa.Index("ix_outbox_due", outbox.c.issue_id, outbox.c.id, sqlite_where=_DUE_ROWS, postgresql_where=_DUE_ROWS)
-# recovery's look at who holds claims, every heartbeat: the claimed rows only, not the issue's whole outbox
-_CLAIMED = outbox.c.claimed_by.is_not(None)
-sa.Index("ix_outbox_claimed", outbox.c.issue_id, outbox.c.claimed_by, sqlite_where=_CLAIMED,
-         postgresql_where=_CLAIMED)
 
 delivery_attempts = sa.Table(
     "delivery_attempts", metadata,

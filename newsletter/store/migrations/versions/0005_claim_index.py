@@ -1,4 +1,4 @@
-"""Claim indexes: the outbox's unclaimed due rows of an issue in id order, and its claimed rows (partial).
+"""Claim index: the outbox's unclaimed due rows of an issue in id order, and nothing else (a partial index).
 
 Revision ID: 0005
 Revises: 0004
@@ -14,15 +14,11 @@ branch_labels = None
 depends_on = None
 
 DUE = sa.text("state IN ('queued', 'deferred') AND claimed_by IS NULL")
-CLAIMED = sa.text("claimed_by IS NOT NULL")
 
 
 def upgrade() -> None:
     op.create_index("ix_outbox_due", "outbox", ["issue_id", "id"], sqlite_where=DUE, postgresql_where=DUE)
-    op.create_index("ix_outbox_claimed", "outbox", ["issue_id", "claimed_by"], sqlite_where=CLAIMED,
-                    postgresql_where=CLAIMED)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_outbox_claimed", table_name="outbox")
     op.drop_index("ix_outbox_due", table_name="outbox")
