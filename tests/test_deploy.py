@@ -7,6 +7,7 @@ import configparser
 import shlex
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -78,34 +79,29 @@ def test_env_example_names_real_config_keys():
         assert key in Config.model_fields[section].annotation.model_fields, env  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("name", sorted(COMMANDS))
-def test_systemd_analyze_verify_accepts_each_unit(name, tmp_path):
-    """systemd-analyze verify reports nothing, not even a warning (an unknown key or bad value is one)."""
+def verify(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
+    """``systemd-analyze verify`` of ``text`` as unit ``name``, its binary a stand-in (verify checks it exists)."""
     tool = shutil.which("systemd-analyze")
     if tool is None:
         need("systemd-analyze is not installed (Debian's systemd package)")
-    # verify checks that ExecStart's program exists: a stand-in at a path of the test's own
     stand_in = tmp_path / "newsletter"
     stand_in.write_text("#!/bin/sh\n", encoding="utf-8")
     stand_in.chmod(0o755)
-    instance = name.replace("@.", "@1.")  # a template is verified through one instance
-    (tmp_path / instance).write_text((DEPLOY / name).read_text(encoding="utf-8").replace(BINARY, str(stand_in)),
-                                     encoding="utf-8")
-    done = subprocess.run([tool, "verify", "--man=no", str(tmp_path / instance)], capture_output=True, text=True,
+    (tmp_path / name).write_text(text.replace(BINARY, str(stand_in)), encoding="utf-8")
+    return subprocess.run([str(tool), "verify", "--man=no", str(tmp_path / name)], capture_output=True, text=True,
                           timeout=60, check=False)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_systemd_analyze_verify_accepts_each_unit(name, tmp_path):
+    """systemd-analyze verify reports nothing, not even a warning (an unknown key or bad value is one)."""
+    instance = name.replace("@.", "@1.")  # a template is verified through one instance
+    done = verify(tmp_path, instance, (DEPLOY / name).read_text(encoding="utf-8"))
     assert done.returncode == 0 and not done.stderr.strip() and not done.stdout.strip(), done.stderr + done.stdout
 
 
 def test_systemd_analyze_verify_would_catch_a_bad_key(tmp_path):
     """The verify check can fail: a misspelt hardening key is reported."""
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        need("systemd-analyze is not installed (Debian's systemd package)")
-    stand_in = tmp_path / "newsletter"
-    stand_in.write_text("#!/bin/sh\n", encoding="utf-8")
-    stand_in.chmod(0o755)
-    text = (DEPLOY / "newsletter-web.service").read_text(encoding="utf-8").replace(BINARY, str(stand_in))
-    (tmp_path / "bad.service").write_text(text.replace("ProtectSystem=", "ProtectSytem="), encoding="utf-8")
-    done = subprocess.run([tool, "verify", "--man=no", str(tmp_path / "bad.service")], capture_output=True,
-                          text=True, timeout=60, check=False)
+    text = (DEPLOY / "newsletter-web.service").read_text(encoding="utf-8")
+    done = verify(tmp_path, "bad.service", text.replace("ProtectSystem=", "ProtectSytem="))
     assert "ProtectSytem" in done.stderr
