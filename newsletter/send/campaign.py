@@ -88,6 +88,7 @@ class Run:
     test: Result | None = None
     fault: str | None = None
     delivered: int = 0
+    state: IssueState | None = None  # the issue's state after a delivering run
 
 
 class Events:
@@ -131,9 +132,11 @@ class Campaign:
             return Run(mode, started=started)
         self.events.started(started)
         delivery = self.deliver(started, wait=mode is Mode.SEND and options.wait)
-        self.finish(started.iid, delivery.state.fault)
-        return Run(mode, started=started, report=self.report(), fault=delivery.state.fault,
-                   delivered=delivery.state.done)
+        state = self.finish(started.iid, delivery.state.fault)
+        # a worker's pass needs no report: it reads every row of the issue, at each pass of each worker
+        report = self.report() if mode is not Mode.DELIVER else None
+        return Run(mode, started=started, report=report, fault=delivery.state.fault, delivered=delivery.state.done,
+                   state=state)
 
     # --- the steps -------------------------------------------------------------------------------
 

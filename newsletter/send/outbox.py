@@ -138,6 +138,9 @@ _DUE_LITERAL: sa.BindParameter[list[str]] = sa.bindparam("due_states", [s.value 
                                                          literal_execute=True)
 
 
+_CLAIMABLE: sa.BindParameter[list[str]] = sa.bindparam(
+    "claimable_states", [s.value for s in (*DUE, RowState.SENDING)], expanding=True, literal_execute=True)
+
 HOURLY_LOCK = 0x6E6C6872  # pg_advisory_xact_lock key: one claimer at a time measures the hourly budget
 
 
@@ -243,8 +246,9 @@ def recover(conn: Connection, iid: int, now: datetime, alive: Callable[[str], bo
     in ``own``: they are never taken for gone.
     """
     o = t.outbox.c
+    # a claimed row is queued, deferred or sending: the index on (issue_id, state) skips the rest of the issue
     holders = conn.execute(sa.select(o.claimed_by, sa.func.min(o.lease_until)).where(
-        o.issue_id == iid, o.claimed_by.is_not(None)).group_by(o.claimed_by)).all()
+        o.issue_id == iid, o.state.in_(_CLAIMABLE), o.claimed_by.is_not(None)).group_by(o.claimed_by)).all()
     gone = [h for h, lease in holders if h not in own and (aware(lease) < now or not alive(h))]
     if not gone:
         return 0

@@ -71,12 +71,12 @@ class Worker:
 
     def _serve(self, slug: str) -> int:
         run = self._campaign(slug).run(Mode.DELIVER)
-        assert run.started is not None and run.report is not None
+        assert run.started is not None
         if run.started.recovered_unknown:
             log.warning("%s: %d row(s) were mid-transfer in a worker that died: marked unknown", slug,
                         run.started.recovered_unknown)
-        if run.report.state != IssueState.SENDING:
-            log.info("%s: %s%s", slug, run.report.state, f" ({run.fault})" if run.fault else "")
+        if run.state is not IssueState.SENDING:
+            log.info("%s: %s%s", slug, run.state, f" ({run.fault})" if run.fault else "")
         return run.delivered
 
     def _campaign(self, slug: str) -> Campaign:
