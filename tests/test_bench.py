@@ -28,3 +28,21 @@ def test_bench_ingest_runs_and_applies_every_notice(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     figures = dict(line.split(None, 1) for line in done.stdout.splitlines() if line and line[0].islower())
     assert figures["applied"].strip() == "150" and float(figures["notices/s"].replace(",", "")) > 0, done.stderr
+
+
+def test_bench_postgres_runs_workers_sqlite_and_claims(pg_url, tmp_path):
+    """bench/postgres.py on 300 subscribers and small claims prints its table; rates, reads and claim times > 0."""
+    from .conftest import PG_URL  # pg_url (unused schema) is what skips here, or fails in CI, without PostgreSQL
+
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "postgres.py"), "--subscribers", "300",
+                           "--claims-small", "200", "--claims-large", "2000", "--claim-calls", "5",
+                           "--sink", "aiosmtpd", "--pg-url", PG_URL, "--json", str(tmp_path / "pg.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((tmp_path / "pg.json").read_text(encoding="utf-8"))
+    pg, lite = results["postgres"], results["sqlite"]
+    assert pg["messages"] == lite["messages"] > 0 and pg["rate"] > 0 and lite["rate"] > 0 and results["ratio"] > 0
+    assert pg["rows_read_per_message"] > 0 and pg["schema_rows_read_per_message"] > 0
+    assert [c["due"] for c in results["claims"]] == [200, 2000] and all(c["median_ms"] > 0 for c in results["claims"])
+    assert "PostgreSQL workers vs SQLite" in done.stdout and "PG 2 workers / SQLite" in done.stdout
+    assert any(line.startswith("claim at 2,000 due rows") for line in done.stdout.splitlines()), done.stdout
