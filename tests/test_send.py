@@ -102,10 +102,11 @@ def test_every_subscriber_gets_one_message_of_their_group(setup, runner):
                                 "unknown": 0}
 
 
-def test_each_outbox_row_keeps_the_message_id_its_subscriber_received(setup, runner):
+@pytest.mark.parametrize("commit_every", [1, 8])  # 8: the database makes the Message-ID as it claims the rows
+def test_each_outbox_row_keeps_the_message_id_its_subscriber_received(setup, runner, commit_every):
     """The outbox row holds the Message-ID of the message the relay got, so a bounce or a log line can be traced."""
     make, handler = setup
-    config = make()
+    config = make(f"commit_every = {commit_every}")
     import_sample(runner, config)
     run(runner, config, "send", ISSUE)
     got = {rcpt.casefold(): parse(data)["Message-ID"] for rcpt, data in handler.messages}

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -43,7 +44,8 @@ class Row:
     email: str
     name: str
     group_key: str
-    attempts: int
+    attempts: int                  # attempts before this one
+    message_id: str | None = None  # set when the claim also began the row (``claim(..., begin=domain)``)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def enqueue(conn: Connection, iid: int, group_of: Callable[[str], str | None], n
 
 
 def claim(conn: Connection, iid: int, worker: str, limit: int, lease: timedelta, now: datetime,
-          due_by: datetime | None = None) -> list[Row]:
+          due_by: datetime | None = None, begin: str | None = None) -> list[Row]:
     """Take up to ``limit`` due rows for this worker, oldest first.
 
     Due: queued, or deferred with its next attempt at or before ``due_by`` (default ``now``: a run
@@ -124,12 +126,24 @@ def claim(conn: Connection, iid: int, worker: str, limit: int, lease: timedelta,
     )
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    values: dict[str, Any] = {"claimed_by": worker, "lease_until": now + lease, "updated_at": now}
+    if begin is not None:  # claim and begin in one update: a row version fewer (see ``begin``)
+        values |= {"state": RowState.SENDING.value, "attempts": o.attempts + 1,
+                   "message_id": _new_message_id(conn.dialect.name, begin)}
     rows = conn.execute(
-        t.outbox.update().where(o.id.in_(due.scalar_subquery()))
-        .values(claimed_by=worker, lease_until=now + lease, updated_at=now)
-        .returning(o.id, o.subscriber_id, o.email, o.name, o.group_key, o.attempts)
+        t.outbox.update().where(o.id.in_(due.scalar_subquery())).values(**values)
+        .returning(o.id, o.subscriber_id, o.email, o.name, o.group_key,
+                   o.attempts - (1 if begin is not None else 0), o.message_id)
     ).all()
-    return sorted((Row(*r) for r in rows), key=lambda r: r.id)
+    made = [Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6] if begin is not None else None) for r in rows]
+    return sorted(made, key=lambda r: r.id)
+
+
+def _new_message_id(dialect: str, domain: str) -> sa.ColumnElement[str]:
+    """A Message-ID made by the database for each row it begins: 128 random bits at the sender's domain."""
+    random = (sa.func.replace(sa.cast(sa.func.gen_random_uuid(), sa.String), "-", "") if dialect == "postgresql"
+              else sa.func.lower(sa.func.hex(sa.func.randomblob(16))))
+    return sa.literal("<") + random + sa.literal(f"@{domain}>")
 
 
 # Written into the SQL as constants, never bound: only then can PostgreSQL's planner match the partial index

@@ -14,6 +14,7 @@ sender refused, a run of refusals) stops the threads, leaving every row not begu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -193,26 +194,33 @@ class Delivery:
         done: _Done = []
         with self.engine.connect() as conn:
             try:
+                step = self.config.smtp.commit_every
                 while not self.state.stop.is_set():
-                    rows = self._claim(conn, iid, worker, done)
+                    if step > 1:  # claim and begin ``step`` rows in one update: one row version fewer each
+                        self.limit.wait(self.state.stop)
+                    rows = self._claim(conn, iid, worker, done, step if step > 1 else 0)
                     if not rows:
                         return
-                    step = self.config.smtp.commit_every
-                    for start in range(0, len(rows), step):
+                    if step > 1:
+                        self._deliver(conn, line, rows, done)
+                        continue
+                    for row in rows:
                         if self.state.stop.is_set():
                             break
-                        self._chunk(conn, worker, line, rows[start:start + step], done)
+                        self._chunk(conn, worker, line, [row], done)
             finally:
                 line.close()
                 with self._write(conn, done):
                     outbox.release(conn, iid, worker)
 
-    def _claim(self, conn: sa.Connection, iid: int, worker: str, done: _Done) -> list[Row]:
+    def _claim(self, conn: sa.Connection, iid: int, worker: str, done: _Done, begin: int = 0) -> list[Row]:
+        """Claim a batch (``CLAIM_BATCH``), or with ``begin`` claim and begin that many rows in one update."""
         with self._write(conn, done):
-            size, now = CLAIM_BATCH, self.clock.now()
+            size, now = begin or CLAIM_BATCH, self.clock.now()
             if self.config.smtp.rate_per_hour:
                 size = min(size, outbox.hourly_budget(conn, self.config.smtp.rate_per_hour, now))
-            rows = outbox.claim(conn, iid, worker, size, self.lease, now, self.due_by) if size else []
+            domain = self.mailer.sender.domain if begin else None
+            rows = outbox.claim(conn, iid, worker, size, self.lease, now, self.due_by, domain) if size else []
         with self._held_lock:
             self._held[worker] = [row.id for row in rows]
         return rows
@@ -257,13 +265,19 @@ class Delivery:
         self.limit.wait(self.state.stop)  # before the mark: a row waiting on the rate limit is not in flight
         with self._write(conn, done):
             now = self.clock.now()
-            began = [row for row in rows if outbox.begin(conn, row.id, worker, self.lease, now, mids[row.id])]
+            began = [dataclasses.replace(row, message_id=mids[row.id]) for row in rows
+                     if outbox.begin(conn, row.id, worker, self.lease, now, mids[row.id])]
+        self._deliver(conn, line, began, done)
+
+    def _deliver(self, conn: sa.Connection, line: Line, began: list[Row], done: _Done) -> None:
+        """Send rows already marked ``sending``; those not attempted when the send stops or faults are queued
+        again. The first row's rate-limit wait was taken before its mark."""
         for n, row in enumerate(began):
-            if n and (self.state.stop.is_set() or not self._wait_turn()):
+            if self.state.stop.is_set() or (n and not self._wait_turn()):
                 self._requeue(conn, began[n:], done)
                 return
             try:
-                result = self._attempt(line, row, mids[row.id])
+                result = self._attempt(line, row, row.message_id or self.mailer.new_message_id())
             except SendFault:
                 self._requeue(conn, began[n:], done)
                 raise
