@@ -63,6 +63,7 @@ EARLIER, ISSUE = "2026-05-17", "2026-05-28"
 WORKERS = 2
 CLAIM = 50
 RATIO_TARGET = 0.8  # PG with two workers against one SQLite process
+READS_TARGET = 50  # table and index rows PostgreSQL reads per message delivered (pg_stat_database)
 CLAIM_TARGET = 2.0  # the large queue's claim against the small one's
 
 
@@ -251,6 +252,8 @@ def targets(results: dict[str, Any]) -> list[str]:
     return [
         f"PG {WORKERS} workers ≥ {RATIO_TARGET} × SQLite: {'met' if ratio >= RATIO_TARGET else 'MISSED'} "
         f"({ratio:.2f}: {pg['rate']:,} vs {lite['rate']:,} messages/s)",
+        f"PG rows read per message ≤ {READS_TARGET}: "
+        f"{'met' if pg['rows_read_per_message'] <= READS_TARGET else 'MISSED'} ({pg['rows_read_per_message']})",
         f"claim at {large['due']:,} due rows within {CLAIM_TARGET:g}× of {small['due']:,}: "
         f"{'met' if claim_ratio <= CLAIM_TARGET else 'MISSED'} "
         f"({claim_ratio:.2f}×: {large['median_ms']} vs {small['median_ms']} ms median)",
