@@ -94,6 +94,12 @@ class SendState:
 _Done = list[tuple[Row, Result]]  # delivered, its result not written yet (at most one per thread)
 
 
+def _recover(conn: sa.Connection, iid: int, now: datetime, own: list[str] | None = None) -> None:
+    """``outbox.recover`` during a send, said in the log when it found a dead worker's rows mid-transfer."""
+    if unknown := outbox.recover(conn, iid, now, outbox.local_alive, own or ()):
+        log.warning("%d row(s) were mid-transfer in a worker that stopped: marked unknown", unknown)
+
+
 class Delivery:
     """One pass of this process over one issue's due rows."""
 
@@ -106,7 +112,6 @@ class Delivery:
         self.limit = RateLimit(config.smtp.rate_per_second, config.smtp.rate_per_hour)
         self.policy = RetryPolicy.from_config(config.smtp)
         self.lease = lease or LEASE
-        self.recovered = 0  # rows of dead workers found mid-transfer by this run's heartbeat
         self._held: dict[str, list[int]] = {}  # each thread's last claim, by its worker name
         self._held_lock = threading.Lock()
         self.on_progress = on_progress or (lambda n: None)
@@ -134,7 +139,7 @@ class Delivery:
                 break
             with self.engine.connect() as conn, self._sqlite_turn, conn.begin():
                 if self.state.done == before:  # stuck: rows may be held by a worker that stopped renewing
-                    self.recovered += outbox.recover(conn, iid, self.clock.now(), outbox.local_alive)
+                    _recover(conn, iid, self.clock.now())
                 due = outbox.next_due(conn, iid, self.clock.now())
             if due is None:
                 break
@@ -159,7 +164,7 @@ class Delivery:
                         now = self.clock.now()
                         outbox.renew(conn, self._held_ids(), names, now + self.lease)
                         if beats % 4 == 0:
-                            self.recovered += outbox.recover(conn, iid, now, outbox.local_alive, names)
+                            _recover(conn, iid, now, names)
                 except Exception:  # the database is away: the sending threads will say so; try again
                     log.exception("heartbeat: the claims could not be renewed")
 
@@ -182,13 +187,15 @@ class Delivery:
             self.state.pause(f"a sending thread stopped: {type(exc).__name__}: {exc}")
 
     def _serve(self, iid: int, worker: str) -> None:
-        """Claim a batch, then per chunk of ``[smtp] commit_every`` rows begin, deliver, record, over one
-        held connection and line.
+        """Claim, begin, deliver, record, over one held connection and line.
 
-        One transaction per chunk: the chunk's ``sending`` marks carry the previous chunk's results
-        with them, so with the default chunk of one a message costs one commit instead of two and a
-        process that dies still leaves at most one row per connection whose fate is unknown (the one
-        in flight, or the one just sent whose result was not yet written); with N, at most N.
+        ``[smtp] commit_every`` = 1 (the default): claim a batch, then begin each row in its own commit,
+        which also writes the previous row's result, so a message costs one commit and a process that
+        dies leaves at most one row per connection whose fate is unknown (the one in flight, or the one
+        just sent whose result was not yet written). N > 1: claim and begin N rows in one update (a
+        row version fewer), deliver them, and write their results with the next claim: a commit per N
+        messages, at most N unknown rows per connection. Rows begun but not attempted when the send
+        stops or faults go back to the queue, so only a crash makes them unknown.
         """
         line = self.mailer.open()
         done: _Done = []
@@ -207,7 +214,7 @@ class Delivery:
                     for row in rows:
                         if self.state.stop.is_set():
                             break
-                        self._chunk(conn, worker, line, [row], done)
+                        self._one(conn, worker, line, row, done)
             finally:
                 line.close()
                 with self._write(conn, done):
@@ -253,21 +260,17 @@ class Delivery:
             if verdict.bounced and row.subscriber_id is not None:
                 audience.mark_bounced(conn, row.subscriber_id, now)
 
-    def _chunk(self, conn: sa.Connection, worker: str, line: Line, rows: list[Row], done: _Done) -> None:
-        """Mark ``rows`` ``sending`` in one commit (with the results still pending), then deliver them.
+    def _one(self, conn: sa.Connection, worker: str, line: Line, row: Row, done: _Done) -> None:
+        """Mark one row ``sending`` (in the commit that also writes the results still pending), then send it.
 
-        ``[smtp] commit_every`` rows per commit: 1 (the default) costs a commit a message and leaves at
-        most one row per connection of unknown fate after a crash; N costs a commit per N messages and
-        leaves at most N per connection. Rows marked but not yet attempted when the send stops or
-        faults go back to the queue, so only a crash makes them unknown.
+        The rate-limit wait comes first: a row waiting on it is not in flight.
         """
-        mids = {row.id: self.mailer.new_message_id() for row in rows}
-        self.limit.wait(self.state.stop)  # before the mark: a row waiting on the rate limit is not in flight
+        mid = self.mailer.new_message_id()
+        self.limit.wait(self.state.stop)
         with self._write(conn, done):
-            now = self.clock.now()
-            began = [dataclasses.replace(row, message_id=mids[row.id]) for row in rows
-                     if outbox.begin(conn, row.id, worker, self.lease, now, mids[row.id])]
-        self._deliver(conn, line, began, done)
+            began = outbox.begin(conn, row.id, worker, self.lease, self.clock.now(), mid)
+        if began:
+            self._deliver(conn, line, [dataclasses.replace(row, message_id=mid)], done)
 
     def _deliver(self, conn: sa.Connection, line: Line, began: list[Row], done: _Done) -> None:
         """Send rows already marked ``sending``; those not attempted when the send stops or faults are queued
@@ -276,8 +279,9 @@ class Delivery:
             if self.state.stop.is_set() or (n and not self._wait_turn()):
                 self._requeue(conn, began[n:], done)
                 return
+            assert row.message_id is not None  # set when the row was begun: the id the outbox keeps is the one sent
             try:
-                result = self._attempt(line, row, row.message_id or self.mailer.new_message_id())
+                result = self._attempt(line, row, row.message_id)
             except SendFault:
                 self._requeue(conn, began[n:], done)
                 raise
