@@ -107,6 +107,13 @@ def links_for(config: Config, engine: Engine) -> Links:
     return Links(secret, config.newsletter.base_url.rstrip("/"))
 
 
+def sample_links(config: Config) -> Links:
+    """Links for sizing, previewing and scoring a message without a database: keyed by ``secret_key``, else
+    by a placeholder (they name a sample subscriber, never a real one; a token is as long either way)."""
+    secret = config.newsletter.secret_key.get_secret_value() or "sample" * 6
+    return Links(secret, config.newsletter.base_url.rstrip("/"))
+
+
 def verp_address(base: str, token: str) -> str:
     """``bounces@b.example`` + token → ``bounces+token@b.example``."""
     local, _, domain = base.rpartition("@")

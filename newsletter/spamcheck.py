@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .areas import all_groups
+from .areas import all_groups, group_key
 from .config import Config
 from .content import Issue
-from .links import Links
+from .links import sample_links
 from .render import Renderer
 from .send.compose import prepare
 from .send.mailer import Mailer, Recipient
@@ -52,12 +52,13 @@ def spamassassin() -> str | None:
     return shutil.which("spamassassin")
 
 
-def write_copies(config: Config, issue: Issue, folder: Path) -> Iterator[tuple[str, Path]]:
-    """(group key, .eml file) for every group that has papers: a subscriber's copy, as sent."""
+def write_copies(config: Config, issue: Issue, folder: Path, only: str | None = None) -> Iterator[tuple[str, Path]]:
+    """(group key, .eml file) for every group that has papers (or the group ``only``): a subscriber's copy, as sent."""
     renderer = Renderer(config)
-    secret = config.newsletter.secret_key.get_secret_value() or "spamcheck"
-    links = Links(secret, config.newsletter.base_url.rstrip("/"))
+    links = sample_links(config)
     for areas in all_groups(renderer.areas):
+        if only is not None and group_key(areas, renderer.areas) != only:
+            continue  # rendering a group is the costly part: only the one asked for
         group = renderer.render(issue, areas)
         if group is None:
             continue

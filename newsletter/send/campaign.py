@@ -31,14 +31,14 @@ from .. import areas, lifecycle
 from ..clock import SYSTEM, Clock
 from ..config import Config, base_url_warning
 from ..content import Issue
-from ..errors import ConfigError, SendFault
+from ..errors import SendFault
 from ..lifecycle import IssueState
-from ..links import Links, links_for
+from ..links import Links, links_for, sample_links
 from ..render import GMAIL_CLIP_BYTES
 from . import outbox
 from .compose import prepare
 from .groups import Groups
-from .mailer import Mailer, Recipient
+from .mailer import Mailer, Recipient, sizing_mailer
 from .pool import Delivery
 from .report import Report, report
 from .transport import Result
@@ -237,10 +237,6 @@ def oversize(mailer: Mailer, groups: Groups, links: Links, keys: Iterable[str]) 
 
 def issue_warnings(config: Config, issue: Issue) -> list[str]:
     """``oversize`` for every group of an issue, without a database (``newsletter issue check``)."""
-    try:
-        mailer = Mailer(config)
-    except ConfigError:  # a DKIM key only the sending host can read: sized without its ~0.5 KB signature
-        mailer = Mailer(config.model_copy(update={"smtp": config.smtp.model_copy(update={"dkim_key_file": ""})}))
+    mailer = sizing_mailer(config)
     groups = Groups(config, issue, dataclasses.replace(mailer.sender, campaign=issue.slug))
-    links = Links(config.newsletter.secret_key.get_secret_value() or "x" * 32, config.newsletter.base_url)
-    return oversize(mailer, groups, links, groups.by_key)
+    return oversize(mailer, groups, sample_links(config), groups.by_key)

@@ -43,13 +43,13 @@ from ..areas import all_groups, group_key, label
 from ..audience import normalize_email
 from ..config import Config
 from ..content import Issue, load_issue
-from ..errors import ConfigError, NewsletterError
-from ..links import Links
+from ..errors import NewsletterError
+from ..links import sample_links
 from ..preview import SAMPLE_NAME
 from ..render import GMAIL_CLIP_BYTES, Renderer, preview_slots
 from ..send.campaign import Campaign, Mode, Options
 from ..send.compose import prepare
-from ..send.mailer import Mailer
+from ..send.mailer import sizing_mailer
 from ..send.transport import Outcome
 
 DEFAULT_PORT = 8025
@@ -109,9 +109,9 @@ def build(config: Config, path: Path, version: int, last: Snapshot | None = None
 
 def render_groups(config: Config, issue: Issue) -> tuple[dict[str, GroupView | None], dict[str, tuple[str, ...]]]:
     """Every group of the issue, in configured order, sized as ``issue check`` sizes it (headers, signature)."""
-    renderer, mailer = Renderer(config), _mailer(config)
+    renderer, mailer = Renderer(config), sizing_mailer(config)
     sender = dataclasses.replace(mailer.sender, campaign=issue.slug)
-    links = Links(config.newsletter.secret_key.get_secret_value() or "x" * 32, config.newsletter.base_url)
+    links = sample_links(config)
     slots = preview_slots(config, SAMPLE_NAME)
     views: dict[str, GroupView | None] = {}
     keys: dict[str, tuple[str, ...]] = {}
@@ -127,22 +127,14 @@ def render_groups(config: Config, issue: Issue) -> tuple[dict[str, GroupView | N
     return views, keys
 
 
-def _mailer(config: Config) -> Mailer:
-    try:
-        return Mailer(config)
-    except ConfigError:  # a DKIM key only the sending host can read: sized without its ~0.5 KB signature
-        return Mailer(config.model_copy(update={"smtp": config.smtp.model_copy(update={"dkim_key_file": ""})}))
-
-
 def spam_line(config: Config, issue: Issue, key: str) -> str:
     """SpamAssassin's local score of one group's copy (about a second), as ``issue check --spam`` words it."""
     command = spamcheck.spamassassin()
     if command is None:
         return "spamassassin is not installed"
     with tempfile.TemporaryDirectory() as tmp:
-        for found, path in spamcheck.write_copies(config, issue, Path(tmp)):
-            if found == key:
-                return spamcheck.score_file(path, key, command).line()
+        for found, path in spamcheck.write_copies(config, issue, Path(tmp), only=key):
+            return spamcheck.score_file(path, found, command).line()
     return f"{key}: no paper meets this group"
 
 
