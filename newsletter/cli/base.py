@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -107,6 +109,14 @@ def log_to_stdout() -> None:
     """The long-running commands (schedule, worker) log one line per event to stdout."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def stop_on_signals(stop: threading.Event | None = None) -> threading.Event:
+    """The event SIGTERM and Ctrl-C set, for the long-running commands (worker, sink, bounces receive)."""
+    stop = stop or threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 @contextmanager

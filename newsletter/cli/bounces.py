@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 
 import click
 from rich.table import Table
@@ -13,7 +11,7 @@ from rich.table import Table
 from ..feedback.ingest import Feedback, Notice, NotStored, describe, judge
 from ..feedback.report import bounce_report
 from ..feedback.sources import Unreadable, notices
-from .base import Group, State, cli, console, log_to_stdout, pass_state
+from .base import Group, State, cli, console, log_to_stdout, pass_state, stop_on_signals
 
 
 @cli.group(cls=Group)
@@ -68,9 +66,7 @@ def bounces_receive(state: State, host: str | None, port: int | None, lmtp: bool
 
     cfg = state.config.bounces
     log_to_stdout()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     host, port, lmtp = host or cfg.listen_host, port or cfg.listen_port, cfg.lmtp if lmtp is None else lmtp
     server = receive.start(Feedback(state.config, state.engine), host, port, lmtp)
     click.echo(f"Receiving notices over {'LMTP' if lmtp else 'SMTP'} on {host}:{port}")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +21,17 @@ from ..send.insights import Insights, insights, sparkline
 from ..send.outbox import worker_name
 from ..send.report import COMPLAINT_LINE
 from ..send.report_page import render_page
-from .base import State, cli, console, db_label, group_option, log_to_stdout, pass_state, progress
+from .base import (
+    State,
+    cli,
+    console,
+    db_label,
+    group_option,
+    log_to_stdout,
+    pass_state,
+    progress,
+    stop_on_signals,
+)
 
 
 class CliEvents(Events):
@@ -260,8 +268,7 @@ def worker_cmd(state: State, exit_when_idle: bool) -> None:
     """
     log_to_stdout()
     worker = Worker(state.config, state.engine)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: worker.stop.set())
+    stop_on_signals(worker.stop)
     totals = worker.run(exit_when_idle)
     click.echo(f"worker {worker_name()}: delivered {totals.delivered} in {totals.rounds} round(s)")
 
@@ -280,9 +287,7 @@ def sink_cmd(state: State, host: str, port: int | None, out: Path) -> None:
     from ..mailsink import EmlHandler, start
 
     port = port or state.config.smtp.port
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     try:
         server = start(EmlHandler(out), host, port)
     except OSError as exc:
