@@ -10,9 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-import os
 import sqlite3
-import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -222,22 +220,11 @@ def _write_batch(conn: Connection, batch: list[_Good], result: ImportResult, now
 # --- CSV export --------------------------------------------------------------------------------
 
 
-def _owner_only(out: IO[str]) -> None:
-    try:
-        fd = out.fileno()
-    except (AttributeError, OSError, ValueError):  # StringIO, CliRunner's capture: not a file
-        return
-    if fd > 2 and stat.S_ISREG(os.fstat(fd).st_mode):
-        os.fchmod(fd, 0o600)
-
-
 def export_csv(conn: Connection, out: IO[str], status: str = "active") -> int:
     """Write ``email,name,areas`` for every subscriber in ``status``, streamed in keyset pages.
 
-    A regular file other than stdout/stderr is made readable by its owner only (0600) first: it
-    holds the addresses.
+    ``out`` is the caller's: ``subscribers export FILE`` creates it readable by its owner only.
     """
-    _owner_only(out)
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     s = t.subscribers.c
