@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import logging
 import re
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..content import Issue, Paper, issue_files, load_issue
 from ..errors import NewsletterError
 from ..lifecycle import IssueState
 from ..store import tables as t
+from .filecache import FileCache
 
 log = logging.getLogger("newsletter.web")
 LATEST = 20  # issues a feed looks at: a reader polls weekly, twenty weeks is plenty of catching up
@@ -79,8 +79,7 @@ class Feeds:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._cache: dict[str, tuple[int, Issue]] = {}
-        self._lock = threading.Lock()
+        self._issues: FileCache[Issue] = FileCache()
 
     def area(self, slug: str) -> str | None:
         """The configured area whose feed URL uses ``slug``, or None."""
@@ -102,21 +101,12 @@ class Feeds:
 
     def load(self, path: Path) -> Issue | None:
         try:
-            stamp = path.stat().st_mtime_ns
+            return self._issues.get(path, lambda p: load_issue(p, self.config.newsletter.areas))
         except OSError:  # removed since the folder was listed
             return None
-        with self._lock:
-            cached = self._cache.get(path.stem)
-        if cached and cached[0] == stamp:
-            return cached[1]
-        try:
-            issue = load_issue(path, self.config.newsletter.areas)
         except NewsletterError as exc:
             log.warning("feed leaves out a sent issue: %s", exc)
             return None
-        with self._lock:
-            self._cache[path.stem] = (stamp, issue)
-        return issue
 
     def feed(self, title: str, path: str) -> FeedGenerator:
         """An empty feed; its ``updated`` becomes its newest entry's (now, while it has none)."""

@@ -8,7 +8,6 @@ never by a path built from the URL.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..lifecycle import PUBLISHED
 from ..render import Renderer
 from ..store import tables as t
 from .feeds import link_tags
+from .filecache import FileCache
 
 
 @dataclass(frozen=True)
@@ -59,23 +59,17 @@ class Archive:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._cache: dict[str, tuple[int, str]] = {}
-        self._lock = threading.Lock()
+        self._pages: FileCache[str | None] = FileCache()
 
     def html(self, path: Path) -> str | None:
-        stamp = path.stat().st_mtime_ns
-        with self._lock:
-            cached = self._cache.get(path.stem)
-        if cached and cached[0] == stamp:
-            return cached[1]
+        return self._pages.get(path, self._render)
+
+    def _render(self, path: Path) -> str | None:
         issue = load_issue(path, self.config.newsletter.areas)
         group = Renderer(self.config).render(issue, self.config.newsletter.areas)
         if group is None:  # an issue without papers
             return None
-        page = group.fill(web_slots(self.config))[0].replace("</head>", link_tags(self.config) + "</head>", 1)
-        with self._lock:
-            self._cache[path.stem] = (stamp, page)
-        return page
+        return group.fill(web_slots(self.config))[0].replace("</head>", link_tags(self.config) + "</head>", 1)
 
 
 def load(config: Config, path: Path) -> Issue:
