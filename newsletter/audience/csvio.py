@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from ..clock import utcnow
 from ..errors import AudienceError
-from ..store import meta_secret
+from ..store import keyset_pages, meta_secret
 from ..store import tables as t
 from ..store.oncursor import OnCursor
 from .subscribers import (
@@ -228,12 +228,8 @@ def export_csv(conn: Connection, out: IO[str], status: str = "active") -> int:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     s = t.subscribers.c
-    last, count = 0, 0
-    while True:
-        rows = conn.execute(sa.select(s.id, s.email, s.name, s.areas).where(s.status == status, s.id > last)
-                            .order_by(s.id).limit(BATCH)).all()
-        if not rows:
-            return count
+    count = 0
+    for rows in keyset_pages(conn, sa.select(s.id, s.email, s.name, s.areas).where(s.status == status), s.id, BATCH):
         writer.writerows((r.email, r.name, r.areas) for r in rows)
         count += len(rows)
-        last = rows[-1].id
+    return count

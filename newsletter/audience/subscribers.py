@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from sqlalchemy.engine import Connection
 from .. import areas as area_names
 from ..clock import utcnow
 from ..errors import AudienceError
-from ..store import meta_secret
+from ..store import keyset_pages, meta_secret
 from ..store import tables as t
 
 NAME_MAX = 200
@@ -306,15 +307,10 @@ def listing(conn: Connection, known: Sequence[str], area: str | None = None, sta
 def iter_listing(conn: Connection, known: Sequence[str], area: str | None = None, status: str | None = None,
                  limit: int | None = None, search: str | None = None, batch: int = 1000) -> Iterator[Subscriber]:
     """The same matches as ``listing``, streamed in keyset pages of ``batch`` (a million rows, flat memory)."""
-    where, s = _filters(known, area, status, search), t.subscribers.c
-    last, left = 0, limit
-    while left is None or left > 0:
-        size = batch if left is None else min(batch, left)
-        rows = conn.execute(sa.select(t.subscribers).where(*where, s.id > last).order_by(s.id).limit(size)).all()
-        yield from (_record(r) for r in rows)
-        if len(rows) < size:
-            return
-        last, left = rows[-1].id, None if left is None else left - len(rows)
+    query = sa.select(t.subscribers).where(*_filters(known, area, status, search))
+    size = batch if limit is None else max(1, min(batch, limit))
+    rows = (row for page in keyset_pages(conn, query, t.subscribers.c.id, size) for row in page)
+    yield from (_record(r) for r in itertools.islice(rows, limit))
 
 
 def _filters(known: Sequence[str], area: str | None, status: str | None,

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from ..clock import aware
 from ..lifecycle import DUE, IN_FLIGHT, RowState
+from ..store import keyset_pages
 from ..store import tables as t
 from ..store.oncursor import OnCursor
 from .transport import Result
@@ -57,19 +58,10 @@ class Counts:
 # --- enqueue -----------------------------------------------------------------------------------
 
 
-def active_subscribers(conn: Connection, page: int = PAGE) -> Iterator[Sequence[sa.Row[int, str, str, str]]]:
-    """Active subscribers in keyset-paged batches (id > last), never the whole list in memory."""
-    last = 0
-    while True:
-        rows = conn.execute(
-            sa.select(t.subscribers.c.id, t.subscribers.c.email, t.subscribers.c.name, t.subscribers.c.areas)
-            .where(t.subscribers.c.status == "active", t.subscribers.c.id > last)
-            .order_by(t.subscribers.c.id).limit(page)
-        ).all()
-        if not rows:
-            return
-        yield rows
-        last = rows[-1].id
+def active_subscribers(conn: Connection, page: int = PAGE) -> Iterator[Sequence[sa.Row[Any]]]:
+    """Active subscribers (id, email, name, areas) in keyset-paged batches, never the whole list in memory."""
+    s = t.subscribers.c
+    return keyset_pages(conn, sa.select(s.id, s.email, s.name, s.areas).where(s.status == "active"), s.id, page)
 
 
 def enqueue(conn: Connection, iid: int, group_of: Callable[[str], str | None], now: datetime) -> Counts:

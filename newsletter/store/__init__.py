@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -169,3 +170,18 @@ def meta_secret(conn: Connection, key: str) -> str:
         value = meta_get(conn, key)
     assert value is not None
     return value
+
+
+def keyset_pages(conn: Connection, query: sa.Select[Any], key: sa.ColumnElement[int],
+                 size: int = 1000) -> Iterator[Sequence[sa.Row[Any]]]:
+    """``query``'s rows in pages of ``size``, ordered by ``key``, each page after the last one's key: never the
+    whole table in memory, and no page costs more than the first (no OFFSET). ``key`` must be among the columns."""
+    page = query.order_by(key).limit(size)
+    last: int | None = None
+    while True:
+        rows = conn.execute(page if last is None else page.where(key > last)).all()
+        if rows:
+            yield rows
+        if len(rows) < size:
+            return
+        last = rows[-1]._mapping[key]
