@@ -34,7 +34,7 @@ from ..errors import BadToken
 from ..lifecycle import RowState
 from ..links import Links, links_for, verp_token_of
 from ..store import tables as t
-from .classify import Kind, Verdict, classify
+from .classify import Kind, Recipient, Verdict, classify
 
 log = logging.getLogger("newsletter.feedback")
 RECENT = timedelta(days=30)     # an address named without a token counts only if mailed this recently
@@ -224,7 +224,7 @@ class Feedback:
 
     # --- the policy ------------------------------------------------------------------------------
 
-    def _apply(self, conn: Connection, sid: int | None, email_: str, verdict: Verdict, failed: Any,
+    def _apply(self, conn: Connection, sid: int | None, email_: str, verdict: Verdict, failed: Recipient | None,
                done: Handled, now: datetime) -> None:
         if sid is None:
             done.actions.append("ignored: the subscriber was erased")
@@ -291,10 +291,10 @@ class Feedback:
                                 .values(raw=None, raw_until=None)).rowcount
 
 
-def _worst(verdict: Verdict) -> Any:
+def _worst(verdict: Verdict) -> Recipient | None:
     """The recipient that decides a row's fate: a hard failure over a soft one."""
     return next((r for r in verdict.recipients if r.hard), verdict.recipients[0] if verdict.recipients else None)
 
 
-def _why(failed: Any) -> str:
+def _why(failed: Recipient) -> str:
     return " ".join(p for p in (failed.status, failed.diagnostic) if p) or "no diagnostic given"
