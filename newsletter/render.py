@@ -65,14 +65,14 @@ class RenderedGroup:
 
     def fill(self, slots: Mapping[str, str]) -> tuple[str, str]:
         """(html, text) for one subscriber; slot values are HTML-escaped in the HTML part."""
-        return (
-            self.slot_pattern.sub(lambda m: htmllib.escape(slots[m.group(1)]), self.html),
-            self.slot_pattern.sub(lambda m: slots[m.group(1)], self.text),
-        )
+        return self._markup(self.html, slots), self.slot_pattern.sub(lambda m: slots[m.group(1)], self.text)
 
     def fill_mjml(self, slots: Mapping[str, str]) -> str:
         """The MJML source with the same slot values as ``fill``'s HTML (escaped: MJML is markup)."""
-        return self.slot_pattern.sub(lambda m: htmllib.escape(slots[m.group(1)]), self.mjml)
+        return self._markup(self.mjml, slots)
+
+    def _markup(self, source: str, slots: Mapping[str, str]) -> str:
+        return self.slot_pattern.sub(lambda m: htmllib.escape(slots[m.group(1)]), source)
 
 
 def split_papers(issue: Issue, areas: Sequence[str]) -> tuple[list[Paper], list[Paper]]:
