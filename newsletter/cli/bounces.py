@@ -47,7 +47,7 @@ def bounces_ingest(state: State, paths: tuple[str, ...], dry_run: bool, as_json:
         elif as_json:
             click.echo(json.dumps(done.as_json(), ensure_ascii=False))
         else:
-            click.echo(f"{done.source}: {done.kind}" + (f": {'; '.join(done.actions)}" if done.actions else ""))
+            click.echo(done.line())
     if failed:
         raise SystemExit(1)
 
@@ -88,7 +88,7 @@ def bounces_fetch(state: State, limit: int | None) -> None:
 
     found = fetch(Feedback(state.config, state.engine), state.config.bounces, limit)
     for done in found.handled:
-        click.echo(f"{done.source}: {done.kind}" + (f": {'; '.join(done.actions)}" if done.actions else ""))
+        click.echo(done.line())
     for uid, reason in found.left:
         click.echo(f"imap:{state.config.bounces.imap_folder}/{uid}: left in the mailbox: {reason}", err=True)
     click.echo(f"{len(found.handled)} processed, {len(found.left)} left in the mailbox")

@@ -75,6 +75,10 @@ class Handled:
     def as_json(self) -> dict[str, Any]:
         return {"source": self.source, "kind": self.kind, "recipients": self.recipients}
 
+    def line(self) -> str:
+        """``source: kind: what was done``, as the log and the commands say it."""
+        return f"{self.source}: {self.kind}" + (f": {'; '.join(self.actions)}" if self.actions else "")
+
 
 def describe(notice: Notice, verdict: Verdict) -> Handled:
     recipients = [{"address": r.address, "class": r.klass, "status": r.status, "diagnostic": r.diagnostic}
@@ -166,7 +170,7 @@ class Feedback:
         else:
             row = self._by_token(conn, token, verdict, done, now)
         self._log(conn, notice, verdict, done, row, now)
-        log.info("%s: %s: %s", notice.source, done.kind, "; ".join(done.actions))
+        log.info("%s", done.line())
         return done
 
     # --- whom it is about ----------------------------------------------------------------------
