@@ -16,6 +16,7 @@ from rich.table import Column, Table
 from .. import areas as area_names
 from .. import audience, store
 from ..audience import subscribers as audience_subscribers
+from ..clock import aware
 from ..store.tables import SUBSCRIBER_STATUSES
 from .base import Group, State, cli, console, pass_state, progress
 
@@ -174,7 +175,7 @@ def _fields(sub: audience.Subscriber) -> dict[str, object]:
 
 def _when(at: datetime | None) -> str | None:
     """ISO 8601 with its UTC offset: SQLite gives the stored UTC time back naive, PostgreSQL aware."""
-    return None if at is None else (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)).isoformat()
+    return None if at is None else aware(at).astimezone(UTC).isoformat()
 
 
 def _write_json(found: Iterable[audience.Subscriber]) -> int:
