@@ -62,7 +62,8 @@ def main() -> None:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         config = work / "config.toml"
-        config.write_text(f'[newsletter]\nsecret_key = "bench"\n[paths]\nissues = "{REPO / "issues"}"\n'
+        config.write_text(f'[newsletter]\nsecret_key = "bench-key-0123456789abcdef0123456"\n'
+                          f'[paths]\nissues = "{REPO / "issues"}"\n'
                           f'templates = "{REPO / "templates" / "email"}"\n'
                           f'[database]\nurl = "sqlite:///{work / "b.db"}"\n'
                           f'[transport]\nkind = "directory"\ndirectory = "{work / "out"}"\n'

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> list[tuple[str, bool]]
         config = tmp / "config.toml"
         config.write_text(f"""\
 [newsletter]
-secret_key = "worker-bench-secret"
+secret_key = "worker-bench-secret-0123456789abcdef0123456789"
 [paths]
 issues = "{tmp / 'issues'}"
 templates = "{REPO / 'templates' / 'email'}"

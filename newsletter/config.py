@@ -7,20 +7,41 @@ validation failure into one line that names the key and where its value came fro
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
 ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_CONFIG = Path("config.toml")
+# secret_key values copied from examples and tutorials: whoever has read them can sign every link (unsubscribe,
+# preferences, confirm, CSRF, VERP) for every subscriber. Anywhere in the value: the words of a "fill this in";
+# the whole value: the stock names of a secret.
+PLACEHOLDER_KEYS = re.compile(r"""
+    change[-_ ]?me | placeholder | replace[-_ ]?me | fill[-_ ]?me | insert[-_ ]?here
+  | ^(?: (?:your|my|the)?[-_ ]?secret(?:[-_ ]?key)? | password | example | test | dev )$
+""", re.IGNORECASE | re.VERBOSE)
+MIN_KEY_BYTES = 32  # HMAC-SHA1/SHA256 keys: 256 bits, as many as the hash gives back
+MAKE_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
 class _Section(BaseModel):
@@ -34,6 +55,8 @@ class NewsletterSection(_Section):
     base_url: str = "http://127.0.0.1:8000"
     areas: list[str] = Field(default_factory=lambda: ["LLM", "Vision", "RL", "Agents"], min_length=1)
     secret_key: SecretStr = SecretStr("")
+    previous_secret_key: SecretStr = SecretStr("")  # the key before `newsletter keys rotate`: still verifies
+    previous_key_days: float = Field(default=30.0, ge=0)  # … for this many days after the rotation
     language: str = "en"
     identity: str = "ML Papers Weekly · Example Lab · 1 Example Street · 10115 Berlin"
     send_when_no_match: bool = False
@@ -47,6 +70,18 @@ class NewsletterSection(_Section):
         if any(not a.strip() or "," in a or ";" in a for a in areas):
             raise ValueError("an area must be a non-empty name without ',' or ';'")
         return areas
+
+    @field_validator("secret_key", "previous_secret_key")
+    @classmethod
+    def _usable_key(cls, key: SecretStr, info: ValidationInfo) -> SecretStr:
+        """Empty (the database's own key) or not public and, for a key that signs, at least 32 bytes. A
+        previous key may be shorter: it only verifies, for previous_key_days, the links sent before."""
+        value = key.get_secret_value()
+        if value and PLACEHOLDER_KEYS.search(value.strip()):
+            raise ValueError(f"is a known placeholder, with which anyone can sign links; make a key with {MAKE_KEY}")
+        if value and info.field_name == "secret_key" and len(value.encode()) < MIN_KEY_BYTES:
+            raise ValueError(f"must be at least {MIN_KEY_BYTES} bytes; make a key with {MAKE_KEY}")
+        return key
 
     @field_validator("base_url")
     @classmethod
@@ -88,11 +123,16 @@ class SmtpSection(_Section):
     dkim_key_file: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""
+    # a second signature, Ed25519-SHA256 (RFC 8463), under a selector of its own (one key per DNS record)
+    dkim_ed25519_key_file: str = ""
+    dkim_ed25519_selector: str = ""
 
     @model_validator(mode="after")
     def _dkim_complete(self) -> SmtpSection:
         if self.dkim_key_file and not self.dkim_selector:
             raise ValueError("dkim_selector: required when dkim_key_file is set")
+        if self.dkim_ed25519_key_file and not (self.dkim_key_file and self.dkim_ed25519_selector):
+            raise ValueError("dkim_ed25519_key_file: a second signature, needs dkim_key_file and dkim_ed25519_selector")
         return self
 
 
@@ -109,9 +149,13 @@ class BouncesSection(_Section):
     imap_password: SecretStr = SecretStr("")
     imap_folder: str = "INBOX"
     imap_done: str = "delete"          # or the folder processed messages are moved to
+    imap_held: str = Field(default="newsletter-held", min_length=1)  # over max_size or unreadable: moved here
+    max_size: int = Field(default=40 << 20, ge=1)  # `bounces fetch` skips larger messages, by RFC822.SIZE
     soft_threshold: int = Field(default=5, ge=1)
     soft_window_days: float = Field(default=7.0, gt=0)
     keep_raw_days: float = Field(default=30.0, ge=0)
+    raw_bytes_per_day: int = Field(default=64 << 20, ge=0)  # raw notice text one process keeps a day
+    receive_per_minute: int = Field(default=300, ge=1)     # `bounces receive`: notices per client per minute
 
     @field_validator("address")
     @classmethod
@@ -119,6 +163,13 @@ class BouncesSection(_Section):
         local, at, domain = value.rpartition("@")
         if value and (not at or not local or not domain or "+" in local or not value.isascii() or " " in value):
             raise ValueError("must be a plain ASCII address without '+', e.g. bounces@bounces.example.org")
+        return value
+
+    @field_validator("imap_done", "imap_held")
+    @classmethod
+    def _another_folder(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("imap_folder"):
+            raise ValueError("must not be imap_folder itself: its messages would be read again every run")
         return value
 
 
@@ -152,6 +203,18 @@ class WebSection(_Section):
     confirm_hours: float = Field(default=48.0, gt=0)
     subscribe_per_hour: int = Field(default=5, ge=1)
     confirm_every_minutes: float = Field(default=60.0, gt=0)  # one confirmation mail per address this often
+    confirm_mails_per_hour: int = Field(default=100, ge=1)  # confirmation mails an hour, all addresses and processes
+    trusted_proxies: list[str] = Field(default_factory=list)  # peers whose X-Forwarded-For is believed
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)") from None
+        return proxies
 
 
 class Config(BaseSettings):
@@ -170,6 +233,7 @@ class Config(BaseSettings):
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     web: WebSection = Field(default_factory=WebSection)
     root: Path = Path(".")
+    _file: Path = PrivateAttr(default=DEFAULT_CONFIG)
 
     @classmethod
     def settings_customise_sources(
@@ -182,6 +246,11 @@ class Config(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Env vars first so they override what the file (passed as init kwargs) says.
         return env_settings, init_settings
+
+    def origin(self, section: str, key: str) -> str:
+        """Where ``[section] key`` came from, for a one-line error: its env var if set, else the config file."""
+        env = _env_name((section, key))
+        return f"env {env}" if _in_env(env) else f"{self._file} [{section}] {key}"
 
     def path(self, name: Literal["issues", "templates", "subscribers", "preview"]) -> Path:
         return (self.root / getattr(self.paths, name)).resolve()
@@ -228,9 +297,11 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
     if unknown:
         raise ConfigError(f"{path}: unknown section [{sorted(unknown)[0]}]")
     try:
-        return Config(**data, root=path.resolve().parent)
+        config = Config(**data, root=path.resolve().parent)
     except ValidationError as exc:
         raise ConfigError(_one_line(path, exc)) from None
+    config._file = path
+    return config
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -246,8 +317,27 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _one_line(path: Path, exc: ValidationError) -> str:
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
-    env = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
-    where = f"env {env}" if env in {k.upper() for k in os.environ} else str(path)
-    shown = err.get("input")
+    env = _env_name(err["loc"])
+    where = f"env {env}" if _in_env(env) else str(path)
+    shown = None if _secret(err["loc"]) else err.get("input")
     got = f" (got {shown!r})" if isinstance(shown, (str, int, float, bool)) else ""
     return f"{where}: {key}: {err['msg']}{got}"
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(p) for p in loc).upper()
+
+
+def _in_env(name: str) -> bool:
+    return name in {k.upper() for k in os.environ}
+
+
+def _secret(loc: tuple[int | str, ...]) -> bool:
+    """Whether ``loc`` names a SecretStr key, whose value an error line must never show."""
+    model: Any = Config
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        model = field.annotation
+    return model is SecretStr

@@ -3,16 +3,18 @@
 Every mistake of a file is reported at once, one line each (a ``ContentError`` whose lines are the
 mistakes), so an editor fixes a file in one round rather than one round per mistake.
 
-One TOML file per weekly issue, named by its date (``issues/2026-05-17.toml``). pydantic does the
-field validation; this module adds what needs the whole issue (duplicates, emptiness, the file
-name) and the configured areas, and words every failure as one line.
+One TOML file per weekly issue, named by its date (``issues/2026-05-17.toml``). ``issuefile`` reads it
+(bytes, hash, TOML mistakes by line and key, control characters, the draft's placeholders); pydantic does
+the field validation; this module adds what needs the whole issue (duplicates, emptiness, the file name)
+and the configured areas, and words every failure as one line. A value ``issuefile`` already named is
+not named again by pydantic.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +32,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from .errors import ContentError, IssueNotFound
+from .issuefile import EXAMPLE, Loc, Problem, read_issue_file, text_problems
 
 ISSUE_SUFFIX = ".toml"
 
@@ -153,6 +156,7 @@ def arxiv_id(text: str) -> str:
 
 class Issue(_Record):
     slug: str
+    content_hash: str  # SHA-256 of the file's bytes as loaded: an approval holds the one it approved
     title: str = Field(min_length=1)
     date: dt.date
     week: Week
@@ -174,82 +178,115 @@ class Issue(_Record):
 
 
 def load_issue(path: Path, areas: Sequence[str]) -> Issue:
-    """Read and validate one issue file; any mistake becomes a one-line ``ContentError``."""
-    data = _read(path)
-    if not data.get("papers"):
-        raise ContentError(f"{path}: the issue has no papers (add at least one [[papers]] table)")
+    """Read and validate one issue file; every mistake of it is one line of one ``ContentError``."""
+    raw = read_issue_file(path)
+    data = raw.data
+    if not data and raw.problems:  # a TOML error that could not be stepped over: nothing more to check
+        raise ContentError("\n".join(_line(path, data, p) for p in raw.problems))
+    own = raw.problems + list(text_problems(data))  # mistakes of one value: pydantic's say the same
+    found = own + _reserved(data) + _no_papers(data) + _file_name(path, data) + _duplicates(data)
+    errors: list[ErrorDetails] = []
     try:
-        issue = Issue.model_validate({**data, "slug": path.stem}, context={"areas": list(areas)})
+        issue = Issue.model_validate({**data, "slug": path.stem, "content_hash": raw.content_hash},
+                                     context={"areas": list(areas)})
     except ValidationError as exc:
-        raise ContentError("\n".join(_describe(path, data, err) for err in exc.errors())) from None
-    if problems := _file_name(path, issue) + _duplicates(path, issue):
-        raise ContentError("\n".join(problems))
+        errors = [e for e in exc.errors() if not any(_within(p.loc, tuple(e["loc"])) for p in own)]
+    if lines := [_line(path, data, p) for p in found] + [_line(path, data, _problem(e)) for e in errors]:
+        raise ContentError("\n".join(lines))
     return issue
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ContentError(f"{path}: not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ContentError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ContentError(f"{path}: cannot read: {exc.strerror}") from None
+def _within(outer: Loc, loc: Loc) -> bool:
+    return bool(outer) and loc[:len(outer)] == outer
 
 
-def _describe(path: Path, data: dict[str, Any], err: ErrorDetails) -> str:
-    """One mistake as one line: the file, the paper (number and title) or section, the field, what is wrong."""
-    loc = list(err["loc"])
-    where = [str(path)]
-    if len(loc) >= 2 and loc[0] == "papers" and isinstance(loc[1], int):
-        where.append(_paper_label(data["papers"], loc[1]))
-        loc = loc[2:]
-    elif len(loc) >= 2 and loc[0] == "sections" and isinstance(loc[1], int):
-        where.append(f"section {loc[1] + 1}")
-        loc = loc[2:]
-    field = ".".join(_loc_part(p) for p in loc)
+def _problem(err: ErrorDetails) -> Problem:
+    """A pydantic error as a problem, in the editor's words."""
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
         msg = "missing (required)"
     elif err["type"] == "extra_forbidden":
         msg = "unknown field"
-    return ": ".join(where + ([field] if field else []) + [msg])
+    return Problem(tuple(err["loc"]), msg)
+
+
+def _line(path: Path, data: dict[str, Any], problem: Problem) -> str:
+    """One mistake as one line: the file, its line if known, the paper (number and title) or section, the field."""
+    loc = list(problem.loc)
+    where = [str(path)] + ([f"line {problem.line}"] if problem.line else [])
+    if len(loc) >= 2 and loc[0] == "papers" and isinstance(loc[1], int):
+        where.append(_paper_label(data.get("papers"), loc[1]))
+        loc = loc[2:]
+    elif len(loc) >= 2 and loc[0] == "sections" and isinstance(loc[1], int):
+        where.append(f"section {loc[1] + 1}")
+        loc = loc[2:]
+    field = ".".join(_loc_part(p) for p in loc)
+    return ": ".join(where + ([field] if field else []) + [problem.message])
 
 
 def _loc_part(part: str | int) -> str:
-    return f"[{part + 1}]" if isinstance(part, int) else part
+    """A field name as printed: a name holding a control character is shown escaped, never raw."""
+    if isinstance(part, int):
+        return f"[{part + 1}]"
+    return part if part.isprintable() else repr(part)[1:-1]
 
 
-def _paper_label(papers: list[Any], index: int) -> str:
-    title = papers[index].get("title") if isinstance(papers[index], dict) else None
+def _paper_label(papers: object, index: int) -> str:
+    paper = papers[index] if isinstance(papers, list) and index < len(papers) else None
+    title = paper.get("title") if isinstance(paper, dict) else None
     return f"paper {index + 1} {title!r}" if title else f"paper {index + 1}"
 
 
-def _file_name(path: Path, issue: Issue) -> list[str]:
-    if path.stem != issue.date.isoformat():
-        return [f"{path}: date: {issue.date} does not match the file name (want {issue.date}.toml)"]
+def _reserved(data: dict[str, Any]) -> list[Problem]:
+    """``slug`` and ``content_hash`` come from the file's name and bytes, never from its text."""
+    return [Problem((key,), "unknown field") for key in ("slug", "content_hash") if key in data]
+
+
+def _no_papers(data: dict[str, Any]) -> list[Problem]:
+    if data.get("papers"):
+        return []
+    return [Problem((), "the issue has no papers (add at least one [[papers]] table)")]
+
+
+def _file_name(path: Path, data: dict[str, Any]) -> list[Problem]:
+    """Told with the other mistakes: read from the TOML value, not from a validated issue."""
+    date = data.get("date")
+    if isinstance(date, dt.date) and not isinstance(date, dt.datetime) and path.stem != date.isoformat():
+        return [Problem(("date",), f"{date} does not match the file name (want {date}.toml)")]
     return []
 
 
-def _duplicates(path: Path, issue: Issue) -> list[str]:
+def _duplicates(data: dict[str, Any]) -> list[Problem]:
+    """The same paper twice (same title, or same arXiv id in any version), from the raw values."""
+    papers = data.get("papers")
     seen: dict[str, int] = {}
     found = []
-    for n, paper in enumerate(issue.papers, start=1):
-        base = paper.arxiv.split("v")[0] if paper.arxiv else None  # 2605.01234v2 is 2605.01234
-        keys = [("title", paper.title.casefold())] + ([("arXiv id", base)] if base else [])
-        for kind, key in keys:
+    for n, paper in enumerate(papers if isinstance(papers, list) else [], start=1):
+        for kind, key in _identities(paper):
             first = seen.setdefault(f"{kind}:{key}", n)
             if first != n:
-                found.append(f"{path}: paper {n} {paper.title!r}: duplicate of paper {first} (same {kind})")
+                found.append(Problem(("papers", n - 1), f"duplicate of paper {first} (same {kind})"))
     return found
+
+
+def _identities(paper: object) -> list[tuple[str, str]]:
+    if not isinstance(paper, dict):
+        return []
+    title, arxiv = paper.get("title"), paper.get("arxiv")
+    keys = [("title", title.strip().casefold())] if isinstance(title, str) and title.strip() else []
+    try:
+        base = arxiv_id(arxiv).split("v")[0] if isinstance(arxiv, str) else None  # 2605.01234v2 is 2605.01234
+    except ValueError:
+        base = None
+    return keys + ([("arXiv id", base)] if base else [])
 
 
 # --- a new issue -----------------------------------------------------------------------------
 
 
 NEW_ISSUE = """\
-title = "{title}"
+# A draft: replace every value that starts with {example} (`newsletter issue check {date}` names those left).
+title = {title}
 date = {date}
 week = {{ start = {start}, end = {date} }}
 ready = false                  # a draft: `newsletter issue approve {date}` or true here to send it
@@ -259,30 +296,32 @@ ready = false                  # a draft: `newsletter issue approve {date}` or t
 heading = "This week"
 position = "top"               # or "bottom"
 body = \"\"\"
-A few lines on the week (Markdown).\"\"\"
+{example} a few lines on the week (Markdown).\"\"\"
 
 [[papers]]
-title = "The paper's title"
-authors = ["First Author", "Second Author"]
+title = "{example} the paper's title"
+authors = ["{example} First Author", "{example} Second Author"]
 # et_al = 12                   # or true: more authors than listed
-arxiv = "arXiv:{yymm}.00001"   # as arXiv shows it; or link = "https://…"
+arxiv = "{example} arXiv:{yymm}.01234"  # as arXiv shows it; or link = "https://…"
 status = "preprint"            # or "accepted", with venue = "ICML 2026"
 # code = "https://github.com/…"
 areas = ["{area}"]             # any of {areas}
-keywords = ["one", "two"]
+keywords = ["{example} keyword"]
 
 [[papers.sections]]
 heading = "What it is"
 body = \"\"\"
-Two or three sentences for a reader in the field.\"\"\"
+{example} two or three sentences for a reader in the field.\"\"\"
 """
 
 
 def new_issue_text(date: dt.date, title: str, areas: Sequence[str]) -> str:
-    """A draft for ``date``: its week filled in, one example paper, ``ready = false``; it passes ``issue check``."""
-    return NEW_ISSUE.format(title=title.replace('"', "'"), date=date.isoformat(),
+    """A draft for ``date``: its week filled in, ``ready = false``, and one example paper whose values start
+    with ``EXAMPLE:``, which ``issue check`` refuses until replaced: a draft sent as written would mail
+    placeholders (and an arXiv id of some other paper) to the list."""
+    return NEW_ISSUE.format(title=json.dumps(title, ensure_ascii=False), date=date.isoformat(),
                             start=(date - dt.timedelta(days=6)).isoformat(), yymm=date.strftime("%y%m"),
-                            area=areas[0], areas=", ".join(areas))
+                            area=areas[0], areas=", ".join(areas), example=EXAMPLE)
 
 
 # --- finding ---------------------------------------------------------------------------------

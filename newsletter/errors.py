@@ -16,6 +16,8 @@ else is a bug and keeps its traceback.
     ├── BadToken                 a signed link that was tampered with, has expired or is foreign
     ├── SendFault                a fault of the whole send (login or sender refused, a run of
     │                            errors): the send pauses, the rest stays queued
+    ├── NothingToSend            a send that would reach no one (empty list, nobody new): refused,
+    │                            nothing recorded, the issue stays as it was
     └── MailboxError             the bounce mailbox (IMAP) cannot be reached, logged into or written
 
 One message's failure is never an exception that leaves the send: it is a ``Result`` recorded
@@ -63,6 +65,10 @@ class BadToken(NewsletterError):
 
 class SendFault(NewsletterError):
     """Not one message's fate but the whole send's: it pauses with this one-line reason."""
+
+
+class NothingToSend(NewsletterError):
+    """A send that would reach no one: refused before anything is recorded, so the issue can still go out."""
 
 
 class MailboxError(NewsletterError):

@@ -1,8 +1,9 @@
 """The life of an issue and of its outbox rows, in one place.
 
 An issue file is a *draft* until it is ready (``ready = true`` in the file, or ``newsletter issue
-approve``: the ``approvals`` table). Only a ready issue goes to the list; a test copy of a draft
-is what editors send. Once its send starts, the issue has a row in ``issues``:
+approve``: the ``approvals`` table, which holds the hash of the bytes approved, so an edit after approval
+needs approving again; ``readiness`` is that rule, written once). Only a ready issue goes to the list; a
+test copy of a draft is what editors send. Once its send starts, the issue has a row in ``issues``:
 
     draft ──ready/approve──► (ready) ──send──► sending ──► sent
                                                   │  ▲
@@ -14,12 +15,14 @@ Each outbox row (one per subscriber and issue) moves through ``RowState``:
     queued ──claim──► (claimed: lease) ──begin──► sending ──► sent | deferred | failed
        ▲                    │ lease runs out                    │
        └────────────────────┘           deferred, when due ◄────┘        process died: unknown
+                                  no usable answer after DATA's final dot: unknown (never claimed again)
     skipped: no paper meets the subscriber's areas, or they left before their turn
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -56,28 +59,69 @@ PUBLISHED = (IssueState.SENDING, IssueState.PAUSED, IssueState.SENT)  # shown in
 # --- readiness -----------------------------------------------------------------------------------
 
 
-def approve(conn: Connection, slug: str, now: datetime) -> None:
-    """Mark an issue ready to send without editing its file (``newsletter issue approve``); idempotent."""
+class Readiness(enum.StrEnum):
+    FILE = "file"          # ready = true in the file
+    APPROVED = "approved"  # `issue approve` of exactly these bytes
+    CHANGED = "changed"    # approved, but the file changed since (or approved before hashes were kept)
+    DRAFT = "draft"
+
+    @property
+    def ready(self) -> bool:
+        return self in (Readiness.FILE, Readiness.APPROVED)
+
+
+def approve(conn: Connection, issue: Issue, now: datetime) -> None:
+    """Approve the issue's content as loaded (``newsletter issue approve``): its file's hash is what is ready.
+    Approving the same bytes again keeps the first time; approving changed bytes replaces both."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(insert(t.approvals).values(slug=slug, approved_at=now).on_conflict_do_nothing())
+    row = insert(t.approvals).values(slug=issue.slug, approved_at=now, content_hash=issue.content_hash)
+    conn.execute(row.on_conflict_do_update(
+        index_elements=[t.approvals.c.slug], set_={"approved_at": now, "content_hash": issue.content_hash},
+        where=t.approvals.c.content_hash.is_distinct_from(issue.content_hash)))
 
 
-def is_approved(conn: Connection, slug: str) -> bool:
-    return conn.scalar(sa.select(t.approvals.c.slug).where(t.approvals.c.slug == slug)) is not None
+def approved_hashes(conn: Connection, slugs: Iterable[str] | None = None) -> dict[str, str | None]:
+    """slug → the content hash approved (None: approved before migration 0006), for ``slugs`` or every approval."""
+    a = t.approvals.c
+    query = sa.select(a.slug, a.content_hash)
+    if slugs is not None:
+        query = query.where(a.slug.in_(list(slugs)))
+    return {r.slug: r.content_hash for r in conn.execute(query)}
 
 
-def approved_slugs(conn: Connection) -> set[str]:
-    return set(conn.scalars(sa.select(t.approvals.c.slug)))
+def readiness(issue: Issue, approved: Mapping[str, str | None]) -> Readiness:
+    """THE rule for "may this issue go to the list", called by send, the scheduler, ``issue list`` (and the web
+    console): ready in its file, or approved with the hash of the bytes loaded now. An edit after approval,
+    or an approval from before hashes were kept, is not an approval of what would be sent."""
+    if issue.ready:
+        return Readiness.FILE
+    if issue.slug not in approved:
+        return Readiness.DRAFT
+    stored = approved[issue.slug]
+    return Readiness.APPROVED if stored is not None and stored == issue.content_hash else Readiness.CHANGED
+
+
+def issue_readiness(conn: Connection, issue: Issue) -> Readiness:
+    return readiness(issue, approved_hashes(conn, [issue.slug]))
+
+
+def is_approved(conn: Connection, issue: Issue) -> bool:
+    return issue_readiness(conn, issue) is Readiness.APPROVED
 
 
 def is_ready(conn: Connection, issue: Issue) -> bool:
-    return issue.ready or is_approved(conn, issue.slug)
+    return issue_readiness(conn, issue).ready
 
 
 def require_ready(conn: Connection, issue: Issue, path: Path | None = None) -> None:
     """The gate before an issue goes to the whole list; a draft raises ``NotReady`` in one line."""
-    if not is_ready(conn, issue):
-        where = path or Path(f"{issue.slug}.toml")
+    state = issue_readiness(conn, issue)
+    where = path or Path(f"{issue.slug}.toml")
+    if state is Readiness.CHANGED:
+        raise NotReady(f"{where}: {issue.slug} changed since it was approved (or was approved before approvals "
+                       f"kept the file's hash): nothing sent; check it and run `newsletter issue approve "
+                       f"{issue.slug}` again")
+    if not state.ready:
         raise NotReady(f"{where}: {issue.slug} is a draft (ready = false) and not approved: nothing sent; "
                        f"run `newsletter issue approve {issue.slug}` or set ready = true "
                        f"(`--test-to ADDRESS` sends a test copy of a draft)")

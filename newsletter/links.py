@@ -12,6 +12,9 @@ a subscriber (``u``: mail to the List-Unsubscribe address). They live in an addr
 which relays may lowercase, so they are written by hand in lowercase base32 rather than by
 itsdangerous (base64, case-sensitive): an HMAC-SHA256 cut to 50 bits, so a forged notice would
 need about 10^15 tries to suppress anyone.
+
+Every token is signed with the current key; after ``newsletter keys rotate`` the retired key still verifies
+until ``until`` (keys.py), read from the clock at each check, so a long-running server stops at the hour.
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from itsdangerous import BadData, Signer, URLSafeTimedSerializer
 from sqlalchemy.engine import Engine
 
-from . import store
+from . import keys
+from .clock import SYSTEM, Clock
 from .config import Config
 from .errors import BadToken
 
@@ -38,7 +45,16 @@ VERP_KINDS = {"r": "outbox row", "u": "unsubscribe"}
 class Links:
     secret: str
     base_url: str
+    previous: tuple[str, ...] = field(default=(), repr=False)  # retired keys: they verify until ``until``
+    until: datetime | None = None
+    clock: Clock = field(default=SYSTEM, repr=False, compare=False)
     _signers: dict[str, Signer] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _keys(self) -> list[str]:
+        """The keys a token may carry, the signing one last (itsdangerous signs with the last of a list)."""
+        if self.previous and self.until is not None and self.clock.now() < self.until:
+            return [*self.previous, self.secret]
+        return [self.secret]
 
     def _signer(self, kind: str) -> Signer:
         if kind not in self._signers:
@@ -58,8 +74,10 @@ class Links:
         return f"{self.base_url}/{CONFIRM}/{token}"
 
     def verify(self, kind: str, token: str) -> int:
+        held = self._keys()
+        signer = self._signer(kind) if len(held) == 1 else Signer(held, salt=kind, digest_method=hashlib.sha1)
         try:
-            value = self._signer(kind).unsign(token).decode("ascii")
+            value = signer.unsign(token).decode("ascii")
         except (BadData, UnicodeError):
             raise BadToken(kind) from None
         if not value.isdigit() or not value.isascii():
@@ -76,17 +94,17 @@ class Links:
         kind, ident = head[:1], head[1:]
         if kind not in VERP_KINDS or not ident.isdigit() or not ident.isascii() or len(ident) > 18:
             raise BadToken("verp")
-        if not hmac.compare_digest(sig, self._verp_sig(kind, int(ident))):
+        if not any(hmac.compare_digest(sig, self._verp_sig(kind, int(ident), key)) for key in self._keys()):
             raise BadToken("verp")
         return kind, int(ident)
 
-    def _verp_sig(self, kind: str, ident: int) -> str:
-        digest = hmac.new(self.secret.encode(), f"verp:{kind}:{ident}".encode(), hashlib.sha256).digest()
+    def _verp_sig(self, kind: str, ident: int, key: str | None = None) -> str:
+        digest = hmac.new((key or self.secret).encode(), f"verp:{kind}:{ident}".encode(), hashlib.sha256).digest()
         return base64.b32encode(digest[:10]).decode("ascii").lower()[:10]
 
     def verify_confirm(self, token: str, max_age_seconds: int) -> int:
         try:
-            value = URLSafeTimedSerializer(self.secret, salt=CONFIRM).loads(token, max_age=max_age_seconds)
+            value = URLSafeTimedSerializer(self._keys(), salt=CONFIRM).loads(token, max_age=max_age_seconds)
         except BadData:
             raise BadToken(CONFIRM) from None
         return _subscriber_id(value, CONFIRM)
@@ -98,13 +116,12 @@ def _subscriber_id(value: object, kind: str) -> int:
     return value
 
 
-def links_for(config: Config, engine: Engine) -> Links:
-    """Signed links keyed by ``[newsletter] secret_key``, else by a random key kept in the database."""
-    secret = config.newsletter.secret_key.get_secret_value()
-    if not secret:
-        with engine.begin() as conn:
-            secret = store.meta_secret(conn, "link_key")
-    return Links(secret, config.newsletter.base_url.rstrip("/"))
+def links_for(config: Config, engine: Engine, clock: Clock = SYSTEM) -> Links:
+    """Signed links keyed by ``[newsletter] secret_key``, else by a random key kept in the database: the key
+    the database signs with (``ConfigError`` if not, see keys.py), and a retired one within its window."""
+    with engine.begin() as conn:
+        ring = keys.ring(config, conn, clock.now())
+    return Links(ring.current, config.newsletter.base_url.rstrip("/"), ring.previous, ring.until, clock)
 
 
 def sample_links(config: Config) -> Links:
@@ -128,3 +145,47 @@ def verp_token_of(address: str, base: str) -> str | None:
     if domain.casefold() != base_domain.casefold() or not local.casefold().startswith(prefix):
         return None
     return local[len(prefix):] or None
+
+
+# The working parts of what acts for a subscriber, never written to a log: the signed segment of a link, a
+# preview token, and the VERP token of a bounce address (its HMAC suppresses or unsubscribes one person).
+_TOKEN_SEGMENT = re.compile(r"(/(?:confirm|unsubscribe|resubscribe|preferences)/)[^/?#\s\"]+")
+_TOKEN_QUERY = re.compile(r"([?&]token=)[^&#\s\"]+")
+_VERP_TOKEN = re.compile(r"(\+)[ru]\d{1,18}-[a-z2-7]{10}(@)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every token replaced by "…": ``/unsubscribe/…``, ``?token=…``, ``bounces+…@``."""
+    return _VERP_TOKEN.sub(r"\1…\2", _TOKEN_QUERY.sub(r"\1…", _TOKEN_SEGMENT.sub(r"\1…", text)))
+
+
+class RedactTokens(logging.Filter):
+    """Takes the tokens out of a logger's lines (uvicorn's access log, aiosmtpd's ``mail.log``), whose arguments
+    hold a request path or an envelope address: whoever reads the log must not be able to act for a reader."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):  # argument by argument: uvicorn's access formatter reads them
+            record.args = tuple(_redacted(a) for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+class _Shown(str):
+    """A bytes argument's redacted repr, printed as it is by ``%r`` (aiosmtpd logs each command line so)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _redacted(arg: object) -> object:
+    if isinstance(arg, str):
+        return redact(arg)
+    return _Shown(redact(repr(arg))) if isinstance(arg, bytes) else arg
+
+
+def redact_logger(name: str) -> None:
+    """Put ``RedactTokens`` on the logger ``name``, once."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactTokens) for f in logger.filters):
+        logger.addFilter(RedactTokens())

@@ -1,5 +1,8 @@
 """A local SMTP server (aiosmtpd) that keeps each message as an .eml file: the demo's relay.
 
+Each file begins with ``Return-Path: <envelope sender>``, as a delivering MTA writes it, so the VERP
+address a bounce would go to can be read off a caught message.
+
 Also the base of the tests' server, which adds scripted 4xx/5xx answers, dropped lines and stalls.
 """
 
@@ -17,6 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
+_NOT_IN_HEADER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029<>]+")  # nothing may end the line or the <>
 
 
 class EmlHandler:
@@ -44,7 +48,12 @@ class EmlHandler:
                 self.senders[rcpt.casefold()] = envelope.mail_from or ""
                 if self.folder:
                     name = f"{len(self.messages):06d}-{_UNSAFE.sub('_', rcpt)}.eml"
-                    write_private(self.folder / name, data)
+                    write_private(self.folder / name, return_path(envelope.mail_from) + data)
+
+
+def return_path(sender: str | None) -> bytes:
+    """The ``Return-Path:`` line for a message whose envelope sender is ``sender`` (None or "" for <>)."""
+    return f"Return-Path: <{_NOT_IN_HEADER.sub('', sender or '')}>\r\n".encode()
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -4,8 +4,9 @@ What the job does is a pure decision over (config, now), so tests drive it with 
 
     now past the week's slot + grace_hours ─► "missed"        nothing sent, logged as an ERROR
     no issue file dated in the last 7 days  ─► "no-issue"      never an older issue
-    that issue not ready (file or approve)  ─► "not-ready"     approvals: table ``approvals``
+    that issue not ready (file or approve)  ─► "not-ready"     approvals: table ``approvals``, by content hash
     its outbox already finished             ─► "already-sent"  nothing happens
+    no active subscriber would get it       ─► "nobody"        nothing recorded: not marked sent
     otherwise                               ─► "sent"          (or "paused"/"sending" as the send ends)
 
 APScheduler adds what needs a clock: its job store (SQLAlchemy, table ``apscheduler_jobs``) keeps
@@ -44,7 +45,7 @@ from . import lifecycle, store
 from .clock import utcnow
 from .config import Config, ScheduleSection, load_config
 from .content import issue_files, load_issue
-from .errors import NotReady
+from .errors import NothingToSend, NotReady
 from .lifecycle import IssueState
 from .send import Campaign, Mode
 from .store import tables as t
@@ -118,10 +119,12 @@ def run_weekly(config: Config, engine: sa.Engine, now: datetime) -> str:
     workers = config.schedule.deliver == "workers"
     try:
         run = Campaign(config, engine, issue, path=path, stop=_stop).run(Mode.ENQUEUE if workers else Mode.SEND)
-    except NotReady:
-        log.warning("issue %s is not ready (set ready = true or run `newsletter issue approve %s`): nothing sent",
-                    issue.slug, issue.slug)
+    except NotReady as exc:  # a draft, or changed since its approval (lifecycle.readiness)
+        log.warning("issue %s is not ready: %s", issue.slug, exc)
         return "not-ready"
+    except NothingToSend as exc:
+        log.warning("%s", exc)
+        return "nobody"
     if workers:
         assert run.started is not None
         log.info("issue %s: %d rows in the outbox for the workers (`newsletter worker`) to deliver",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 
-def dsn(to: str, rcpt: str, status: str, diagnostic: str, action: str = "failed") -> bytes:
-    """An RFC 3464 delivery status notification, laid out as Postfix writes one."""
+def dsn(to: str, rcpt: str, status: str, diagnostic: str, action: str = "failed", message_id: str = "") -> bytes:
+    """An RFC 3464 delivery status notification, laid out as Postfix writes one; with ``message_id``, the returned
+    headers quote it (as a real DSN quotes the original's)."""
+    quoted = f"Message-ID: {message_id}\n" if message_id else ""
     return f"""From: MAILER-DAEMON@mta.example.net (Mail Delivery System)
 To: {to}
 Subject: Undelivered Mail Returned to Sender
@@ -35,14 +37,16 @@ Diagnostic-Code: smtp; {diagnostic}
 --B1
 Content-Type: text/rfc822-headers
 
-Subject: Top-conf Paper Digest
+{quoted}Subject: Top-conf Paper Digest
 
 --B1--
 """.replace("\n", "\r\n").encode()
 
 
-def arf(to: str, rcpt: str) -> bytes:
-    """An RFC 5965 abuse (spam) report, as a mailbox provider's feedback loop sends one."""
+def arf(to: str, rcpt: str, message_id: str = "") -> bytes:
+    """An RFC 5965 abuse (spam) report, as a mailbox provider's feedback loop sends one; with ``message_id``, the
+    returned headers quote the original's."""
+    quoted = f"Message-ID: {message_id}\n" if message_id else ""
     return f"""From: fbl@isp.example
 To: {to}
 Subject: FW: Top-conf Paper Digest
@@ -68,7 +72,7 @@ Content-Type: text/rfc822-headers
 
 From: digest@example.org
 To: {rcpt}
-Subject: Top-conf Paper Digest
+{quoted}Subject: Top-conf Paper Digest
 
 --B2--
 """.replace("\n", "\r\n").encode()

@@ -8,6 +8,7 @@ import smtplib
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -47,10 +48,10 @@ def logged(config: Path) -> list[sa.Row]:
     return rows
 
 
-def outbox_ids(config: Path) -> dict[str, int]:
+def outbox_ids(config: Path, column: str = "id") -> dict[str, Any]:
     engine = sa.create_engine(load_config(config).database_url)
     with engine.connect() as conn:
-        found = {r.email: r.id for r in conn.execute(sa.select(t.outbox.c.email, t.outbox.c.id))}
+        found = {r[0]: r[1] for r in conn.execute(sa.select(t.outbox.c.email, t.outbox.c[column]))}
     engine.dispose()
     return found
 
@@ -77,7 +78,7 @@ def test_postfix_dsns_reach_the_receiver_and_the_policy_applies(make_config, run
         with postfix_relay(tmp_path, down_port, DOMAIN, receiver_port, queue_lifetime="10s") as relay_port:
             config = make_config(f"""
                 [newsletter]
-                secret_key = "loop-secret"
+                secret_key = "loop-secret-0123456789abcdef0123456789"
                 [smtp]
                 port = {relay_port}
                 [bounces]
@@ -101,7 +102,8 @@ def test_postfix_dsns_reach_the_receiver_and_the_policy_applies(make_config, run
                 with smtplib.SMTP("127.0.0.1", receiver_port) as smtp:
                     smtp.sendmail("away@example.org", [away], plain(away, "away@example.org", "Out of Office",
                                                                      "Back on Monday.", Auto_Submitted="auto-replied"))
-                    smtp.sendmail("fbl@isp.example", [BOUNCES], arf(BOUNCES, "angry@example.org"))
+                    quoted = outbox_ids(config, "message_id")["angry@example.org"]  # the copy complained about
+                    smtp.sendmail("fbl@isp.example", [BOUNCES], arf(BOUNCES, "angry@example.org", quoted))
                 wait_for(lambda: subscribers(config)["leaver@example.org"][0] == "unsubscribed", 30, tmp_path)
             finally:
                 server.stop()

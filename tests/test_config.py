@@ -72,6 +72,10 @@ def test_newsletter_config_env_picks_the_file(make_config, monkeypatch):
         ("[smtpp]\nport = 1\n", {}, "unknown section [smtpp]"),
         ("[smtp\nport = 1\n", {}, "not valid TOML"),
         ("", {"NEWSLETTER_SMTP__PORT": "abc"}, "env NEWSLETTER_SMTP__PORT: smtp.port"),
+        ("[newsletter]\nsecret_key = \"short\"\n", {}, "newsletter.secret_key: Value error, must be at least 32"),
+        ("[newsletter]\nsecret_key = 12345\n", {}, "newsletter.secret_key: Input should be a valid string"),
+        ("", {"NEWSLETTER_NEWSLETTER__SECRET_KEY": "changeme"},
+         "env NEWSLETTER_NEWSLETTER__SECRET_KEY: newsletter.secret_key: Value error, is a known placeholder"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(make_config, monkeypatch, runner, body, env, expected):
@@ -82,6 +86,7 @@ def test_bad_config_is_one_line_naming_the_key(make_config, monkeypatch, runner,
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert expected in str(info.value) and "\n" not in str(info.value)
+    assert not any(secret in str(info.value) for secret in ("short", "12345", "changeme"))  # a key is never shown
     result = runner.invoke(cli, ["--config", str(path), "issue", "list"])
     assert result.exit_code == 1 and expected in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -34,7 +34,7 @@ def sent(make_config, runner, tmp_path):
     with smtp_server() as (handler, port):
         config = make_config(f"""
             [newsletter]
-            secret_key = "feedback-secret"
+            secret_key = "feedback-secret-0123456789abcdef0123456789"
             base_url = "https://news.example.org"
             [smtp]
             port = {port}
@@ -95,7 +95,7 @@ def test_the_policy_suppresses_scores_unsubscribes_and_ignores_as_it_says(sent, 
         fb.handle(Notice(soft, f"soft day {day}"))  # the same row again: a replay, not counted again
         clock.at += timedelta(days=1)
     assert status_of(config, "soft@example.org") == ("active", None, 1)  # one message, counted once
-    fb.handle(Notice(arf(BOUNCES, "angry@example.org"), "fbl"))
+    fb.handle(Notice(arf(BOUNCES, "angry@example.org", rows["angry@example.org"].message_id), "fbl"))
     assert status_of(config, "angry@example.org")[0] == "unsubscribed"
     fb.handle(Notice(plain(to["away@example.org"], "away@example.org", "Out of Office: back Monday",
                            "I am away.", Auto_Submitted="auto-replied"), "vacation"))
@@ -123,8 +123,8 @@ def test_soft_bounces_of_different_messages_suppress_at_the_threshold_one_point_
 
 
 def test_forged_unknown_and_never_sent_notices_change_nothing_and_are_logged(sent):
-    """A token that does not verify, a row that was never sent, an address we never mailed: each is logged
-    as ignored and nobody is suppressed."""
+    """A token that does not verify, a row that was never sent: each is logged as ignored; an address named without
+    proof: unproven; nobody is suppressed."""
     config, _, rows = sent
     fb = feedback_for(config)
     forged = verp_address(BOUNCES, f"r{rows['hard@example.org'].id}-aaaaaaaaaa")
@@ -132,7 +132,7 @@ def test_forged_unknown_and_never_sent_notices_change_nothing_and_are_logged(sen
     done = [fb.handle(Notice(dsn(forged, "hard@example.org", "5.1.1", "550 user unknown"), "forged")),
             fb.handle(Notice(dsn(never, "hard@example.org", "5.1.1", "550 user unknown"), "never")),
             fb.handle(Notice(dsn(BOUNCES, "stranger@example.org", "5.1.1", "550 user unknown"), "stranger"))]
-    assert [d.actions[0].split(":")[0] for d in done] == ["ignored"] * 3
+    assert [d.actions[0].split(":")[0] for d in done] == ["ignored", "ignored", "unproven"]
     assert all(status_of(config, e)[0] == "active" for e in PEOPLE)
 
 
@@ -196,7 +196,8 @@ def test_report_shows_what_came_back_beside_what_was_sent(sent, runner):
 
 def test_the_receiver_survives_junk_huge_and_malformed_notices_and_logs_each(sent):
     """Binary junk, malformed MIME, a bounce quoting a 20 MB attachment and a DSN naming 1,000 strangers: each is
-    answered 250 and logged with its verdict, nobody is suppressed, and a real DSN after them still applies."""
+    answered 250 and logged with its verdict (the strangers as unproven), nobody is suppressed, and a real DSN after
+    them still applies."""
     config, _, rows = sent
     fb = feedback_for(config)
     port = free_port()
@@ -224,9 +225,11 @@ def test_the_receiver_survives_junk_huge_and_malformed_notices_and_logs_each(sen
                               .order_by(t.bounce_log.c.id)).all()
     engine.dispose()
     assert [k for k, _, _ in logged] == ["unknown", "unknown", "bounce", "bounce", "bounce"]
-    assert "1 not mailed in the last 30 days: stranger@example.net" in logged[2][1]
-    assert logged[2][2] == 1 << 20  # the raw notice kept, cut at 1 MiB
-    assert "ignored: 1000 not mailed in the last 30 days: stranger0@example.net, " in logged[3][1]
+    assert "unproven: 1 named without a VERP token, Message-ID or signed link the engine sent to them: " \
+           "stranger@example.net" in logged[2][1]
+    assert logged[2][2] == 64 << 10  # the raw notice of a stranger kept, cut at 64 KiB
+    assert "unproven: 1000 named without a VERP token, Message-ID or signed link the engine sent to them: " \
+           "stranger0@example.net, " in logged[3][1]
     assert "suppressed" in logged[4][1]
     assert [status_of(config, e)[0] for e in PEOPLE] == ["bounced", "active", "active", "active", "active"]
 

@@ -39,7 +39,7 @@ def site(make_config, runner, tmp_path):
     with smtp_server(tmp_path / "mail") as (handler, port):
         config = make_config(f"""
             [newsletter]
-            secret_key = "feeds-secret"
+            secret_key = "feeds-secret-0123456789-abcdefghijkl"
             base_url = "https://news.example.org"
             [smtp]
             port = {port}
@@ -55,7 +55,7 @@ def site(make_config, runner, tmp_path):
         assert handler.received == {"ada@example.org": 1}
     loaded = load_config(config)
     app = create_app(loaded)
-    with TestClient(app, follow_redirects=False) as client:
+    with TestClient(app, base_url="http://localhost", follow_redirects=False) as client:
         yield client, loaded
     app.state.web.engine.dispose()
 
@@ -123,11 +123,11 @@ def test_an_area_feed_lists_only_that_areas_papers_each_linking_to_its_anchor(si
 
 
 def test_unknown_area_feed_is_404_and_atom_xml_points_at_the_feed(site):
-    """/feed/<unknown>.xml answers 404; /atom.xml, the name readers guess, redirects to /feed.xml."""
+    """/feed/<unknown>.xml answers 404; /atom.xml, the name readers guess, redirects to base_url's /feed.xml."""
     client, _ = site
     assert client.get("/feed/robotics.xml").status_code == 404
     moved = client.get("/atom.xml")
-    assert moved.status_code == 301 and moved.headers["location"] == "/feed.xml"
+    assert moved.status_code == 301 and moved.headers["location"] == "https://news.example.org/feed.xml"
 
 
 @pytest.mark.parametrize(("base_url", "host", "port", "warns"), [

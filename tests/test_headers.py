@@ -29,7 +29,7 @@ def config_for(make_config, port: int, base_url: str = "https://news.example.org
                newsletter: str = "", paths: str = "") -> Path:
     return make_config(f"""
         [newsletter]
-        secret_key = "headers-secret"
+        secret_key = "headers-secret-0123456789abcdef0123456789"
         base_url = "{base_url}"
         {newsletter}
         [smtp]
@@ -261,7 +261,7 @@ def sizes(config_path: Path) -> dict[str, int]:
     groups = Groups(config, issue, dataclasses.replace(mailer.sender, campaign=issue.slug))
     from newsletter.links import Links
 
-    links = Links("headers-secret", config.newsletter.base_url)
+    links = Links("headers-secret-0123456789abcdef0123456789", config.newsletter.base_url)
     return {k: mailer.size(p, links) for k in groups.by_key if (p := groups.get(k)) is not None}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from newsletter.content import arxiv_id, load_issue
@@ -75,10 +77,10 @@ def test_issue_list_shows_an_issue_approved_without_editing_its_file(make_config
     assert "yes (approved)" in rows["2026-06-04"] and "yes (file)" in rows["2026-06-11"]
 
 
-def test_issue_new_writes_a_draft_that_passes_check_and_never_overwrites(make_config, runner, tmp_path):
+def test_issue_new_writes_a_draft_that_passes_check_once_its_examples_are_replaced(make_config, runner, tmp_path):
     """`issue new DATE` writes DATE's file with its week, one example paper and ready = false, which `issue check`
-    passes as a draft; again for the same date is a one-line error and the file is untouched; no DATE means the
-    day of the next weekly send."""
+    passes as a draft once its EXAMPLE: values are replaced; again for the same date is a one-line error and the
+    file is untouched; no DATE means the day of the next weekly send."""
     issues = tmp_path / "issues"
     issues.mkdir()
     write(issues, GOOD)
@@ -86,6 +88,7 @@ def test_issue_new_writes_a_draft_that_passes_check_and_never_overwrites(make_co
                          '[schedule]\nday = "thu"\ntime = "09:00"\ntimezone = "UTC"\n')
     invoke(runner, config, "issue", "new", "2026-06-11")
     made = issues / "2026-06-11.toml"
+    made.write_text(made.read_text(encoding="utf-8").replace("EXAMPLE: ", ""), encoding="utf-8")  # the editor's part
     issue = load_issue(made, AREAS)
     assert (issue.ready, issue.title, str(issue.week.start), len(issue.papers)) == (False, "A week", "2026-06-05", 1)
     assert "ok  2026-06-11.toml: 1 papers, draft" in invoke(runner, config, "issue", "check", "2026-06-11").output
@@ -94,4 +97,51 @@ def test_issue_new_writes_a_draft_that_passes_check_and_never_overwrites(make_co
     assert "exists already" in again and len(again.strip().splitlines()) == 1 and made.read_text() == before
     invoke(runner, config, "issue", "new")
     made_next = [p for p in issues.glob("*.toml") if p.name not in ("2026-06-04.toml", "2026-06-11.toml")]
-    assert len(made_next) == 1 and load_issue(made_next[0], AREAS).date.weekday() == 3  # a Thursday
+    assert len(made_next) == 1 and f"date = {made_next[0].stem}\n" in made_next[0].read_text()
+    assert datetime.date.fromisoformat(made_next[0].stem).weekday() == 3  # a Thursday
+
+
+def test_a_date_that_does_not_match_the_file_name_is_told_with_the_other_mistakes(make_config, runner, tmp_path):
+    """The date/file-name mismatch is one of the lines of the first run, not told only once the rest is fixed."""
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    path = write(issues, GOOD.replace("date = 2026-06-04", "date = 2026-06-05").replace('["LLM"]', '["Robotics"]'))
+    config = make_config(f'[paths]\nissues = "{issues}"\ntemplates = "{REPO / "templates" / "email"}"\n')
+    errors = [line for line in invoke(runner, config, "issue", "check", code=1).output.splitlines()
+              if line.startswith("error: ")]
+    assert sorted(errors) == sorted([
+        f"error: {path}: date: 2026-06-05 does not match the file name (want 2026-06-05.toml)",
+        f"error: {path}: paper 1 'First paper': areas: unknown area 'Robotics' (choose from LLM, Vision, RL, Agents)",
+    ])
+
+
+def test_an_invalid_toml_value_names_its_key_and_line_and_hides_no_other_mistake(make_config, runner, tmp_path):
+    """`date = 2026-13-01` is a line naming the key, its line and why; the file's other mistakes (a bad paper date
+    in `week`, an unknown area, a missing title) are told in the same run, with no echo of the dropped keys."""
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    text = (GOOD.replace("date = 2026-06-04", "date = 2026-13-01").replace("end = 2026-06-03", "end = 2026-02-30")
+            .replace('["LLM"]', '["Robotics"]').replace('title = "Second paper"\n', ''))
+    path = write(issues, text)
+    config = make_config(f'[paths]\nissues = "{issues}"\ntemplates = "{REPO / "templates" / "email"}"\n')
+    errors = [line for line in invoke(runner, config, "issue", "check", code=1).output.splitlines()
+              if line.startswith("error: ")]
+    assert errors == [
+        f"error: {path}: line 2: date: not valid TOML: 2026-13-01 is not a date (month must be in 1..12)",
+        f"error: {path}: line 3: week: not valid TOML: 2026-02-30 is not a date (day is out of range for month)",
+        f"error: {path}: paper 1 'First paper': areas: unknown area 'Robotics' (choose from LLM, Vision, RL, Agents)",
+        f"error: {path}: paper 2: title: missing (required)",
+    ]
+
+
+def test_a_toml_error_in_a_paper_names_the_paper_and_a_syntax_error_still_names_its_line(tmp_path):
+    """A bad value in the second [[papers]] table names paper 2 and the key; an unclosed array is its line."""
+    bad_value = write(tmp_path, GOOD.replace('authors = ["B. Author"]', 'authors = ["B. Author"]\nvenue = ICML'))
+    with pytest.raises(ContentError) as info:
+        load_issue(bad_value, AREAS)
+    assert str(info.value) == (f"{bad_value}: line 18: paper 2 'Second paper': venue: not valid TOML: ICML "
+                               "(Invalid value, column 9)")
+    unclosed = write(tmp_path, GOOD.replace('authors = ["B. Author"]', 'authors = ["B. Author"'))
+    with pytest.raises(ContentError) as info:
+        load_issue(unclosed, AREAS)
+    assert str(info.value) == f"{unclosed}: line 18: not valid TOML: Unclosed array (column 1)"

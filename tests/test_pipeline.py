@@ -39,7 +39,7 @@ def relay(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Scri
 def config_for(make_config, port: int, extra: str = "", retry_seconds: float = 0.05) -> Path:
     return make_config(f"""
         [newsletter]
-        secret_key = "pipeline-secret"
+        secret_key = "pipeline-secret-0123456789abcdef0123456789"
         base_url = "https://news.example.org"
         [smtp]
         port = {port}
@@ -200,7 +200,7 @@ def test_every_message_the_engine_sends_verifies_with_dkim(make_config, runner, 
         engine = store.engine_for(config.database_url)
         from .test_web import subscribe
 
-        with TestClient(create_app(config, engine), client=("127.0.0.1", 5000)) as client:
+        with TestClient(create_app(config, engine), base_url="http://localhost", client=("127.0.0.1", 5000)) as client:
             assert subscribe(client, "new@example.org", "Nia").status_code == 200
         engine.dispose()
     got = {rcpt: data for rcpt, data in handler.messages}

@@ -80,7 +80,7 @@ def test_captured_eml_files_are_owner_only(tmp_path):
     envelope.original_content = b"To: ada@example.org\r\n\r\nhello\r\n"
     handler.store(envelope)
     (eml,) = folder.glob("*.eml")
-    assert eml.read_bytes().startswith(b"To: ada@") and mode(eml) == 0o600 and mode(folder) == 0o700
+    assert eml.read_bytes().startswith(b"Return-Path: <>\r\nTo: ada@") and mode(eml) == 0o600 and mode(folder) == 0o700
 
 
 def test_the_demo_leaves_no_file_readable_by_others(runner, tmp_path):

@@ -49,7 +49,7 @@ def sent_issue(make_config, db_url: str) -> Path:
     with smtp_server() as (handler, port):
         path = make_config(f"""
             [newsletter]
-            secret_key = "insights-secret"
+            secret_key = "insights-secret-0123456789abcdef0123456789"
             base_url = "https://news.example.org"
             [smtp]
             host = "127.0.0.1"

@@ -21,9 +21,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from newsletter import lifecycle, schedule, store
 from newsletter.cli import cli
 from newsletter.config import load_config
+from newsletter.content import load_issue
 from newsletter.store import tables as t
 
-from .conftest import REPO
+from .conftest import AREAS, REPO
 from .smtpd import smtp_server
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -180,7 +181,8 @@ def test_a_send_stopped_mid_way_resumes_on_restart_within_grace(weekly):
 
 
 def test_approvals_have_their_own_table_and_old_meta_approvals_move_there(tmp_path):
-    """Migration 0002 moves the old `approved:<slug>` meta rows into `approvals`; approving twice is harmless."""
+    """Migration 0002 moves the old `approved:<slug>` meta rows into `approvals`; such an approval holds no content
+    hash (0006), so it must be given again; approving the same bytes twice keeps the first time."""
     engine = store.engine_for(f"sqlite:///{tmp_path / 'old.db'}")
     with engine.begin() as conn:
         cfg = store._alembic()
@@ -188,12 +190,16 @@ def test_approvals_have_their_own_table_and_old_meta_approvals_move_there(tmp_pa
         command.upgrade(cfg, "0001")
         conn.execute(t.meta.insert().values(key="approved:2026-05-28", value="2026-05-25T10:00:00+00:00"))
     store.migrate(engine)
+    draft = load_issue(REPO / "issues" / "2026-05-28.toml", AREAS).model_copy(update={"ready": False})
     with engine.begin() as conn:
-        assert lifecycle.is_approved(conn, "2026-05-28") and not lifecycle.is_approved(conn, "2026-05-17")
+        assert lifecycle.approved_hashes(conn) == {"2026-05-28": None}
+        assert lifecycle.issue_readiness(conn, draft) is lifecycle.Readiness.CHANGED
         assert store.meta_get(conn, "approved:2026-05-28") is None
-        lifecycle.approve(conn, "2026-05-28", datetime(2026, 5, 27, tzinfo=UTC))
+        lifecycle.approve(conn, draft, datetime(2026, 5, 27, tzinfo=UTC))
+        lifecycle.approve(conn, draft, datetime(2026, 5, 27, 12, tzinfo=UTC))
         when = conn.scalar(sa.select(t.approvals.c.approved_at))
-    assert when.replace(tzinfo=UTC) == datetime(2026, 5, 25, 10, tzinfo=UTC)  # the first approval
+        assert lifecycle.is_approved(conn, draft)
+    assert when.replace(tzinfo=UTC) == datetime(2026, 5, 27, tzinfo=UTC)  # the first approval of these bytes
     engine.dispose()
 
 
@@ -261,7 +267,7 @@ def test_approving_after_the_slot_sends_within_grace_and_says_how_to_send_it_aft
     draft = issues / "2026-05-28.toml"
     draft.write_text(draft.read_text().replace("ready = true", "ready = false"))
     with engine.begin() as conn:
-        lifecycle.approve(conn, "2026-05-28", SLOT)
+        lifecycle.approve(conn, load_issue(draft, config.newsletter.areas), SLOT)
     early = schedule.after_approval(config, engine, "2026-05-28", SLOT - timedelta(days=2))
     late = schedule.after_approval(config, engine, "2026-05-28", SLOT + timedelta(hours=7))
     assert "the weekly send of its week will send it" in early and not handler.messages

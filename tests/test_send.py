@@ -26,7 +26,7 @@ from .smtpd import smtp_server
 
 SAMPLE = REPO / "subscribers" / "sample.csv"
 ISSUE = "2026-05-28"
-SECRET = "test-secret-key-0123456789"
+SECRET = "test-secret-key-0123456789-abcdefghij"
 
 
 @pytest.fixture
@@ -175,12 +175,12 @@ def test_550_fails_one_row_and_marks_the_hard_bounce(setup, runner):
     assert handler.received == {"ok@example.org": 1}
 
 
-def test_dropped_line_during_data_is_retried(setup, runner):
-    """The server closing the line during DATA defers the row; the retry delivers it once."""
+def test_dropped_line_before_the_final_dot_is_retried(setup, runner):
+    """The server closing the line before the final dot (here at RCPT) defers the row; the retry delivers it once."""
     make, handler = setup
     config = make()
     run(runner, config, "subscribers", "add", "a@example.org")
-    handler.data.append("drop")
+    handler.rcpt["a@example.org"] = deque(["drop"])
     run(runner, config, "send", ISSUE)
     assert handler.received == {"a@example.org": 1}
     (row,) = outbox_rows(config)
@@ -188,12 +188,12 @@ def test_dropped_line_during_data_is_retried(setup, runner):
 
 
 def test_stalled_server_times_out_and_is_retried(setup, runner):
-    """A server that answers nothing past the timeout defers the row; the next try delivers it."""
+    """A server that answers nothing past the timeout before the final dot defers the row; the next try delivers."""
     make, handler = setup
     config = make(timeout="1")
     handler.stall_seconds = 2.5
     run(runner, config, "subscribers", "add", "a@example.org")
-    handler.data.append("stall")
+    handler.rcpt["a@example.org"] = deque(["stall"])
     run(runner, config, "send", ISSUE)
     (row,) = outbox_rows(config)
     assert row.state == "sent" and row.attempts == 2 and handler.received == {"a@example.org": 1}

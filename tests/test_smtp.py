@@ -83,28 +83,50 @@ def test_5xx_for_one_recipient_is_a_bounce_and_the_line_stays_usable(server):
     assert ok.outcome is Outcome.SENT
 
 
-def test_dropped_line_during_data_is_deferred_and_reconnects(server):
-    """A connection closed before the reply to DATA defers the row; the next message reconnects."""
+@pytest.mark.parametrize("where", ["rcpt", "body"])
+def test_dropped_line_before_the_final_dot_is_deferred_and_reconnects(server, where):
+    """A line closed before the final dot (at RCPT, or while the body streams) defers the row: the relay cannot
+    have the message, so a retry is safe; the next message reconnects."""
+    big = MSG + (b"y" * 998 + b"\r\n") * 8000  # 8 MB: more than a socket's send buffer, so sending it fails
     with server() as (handler, port):
-        handler.data = deque(["drop"])
+        if where == "rcpt":
+            handler.rcpt["a@example.org"] = deque(["drop"])
+        else:
+            handler.body.append("drop")
         conn = Connection(cfg(port))
-        dropped = conn.deliver("f@example.org", "a@example.org", MSG)
+        dropped = conn.deliver("f@example.org", "a@example.org", big)
         again = conn.deliver("f@example.org", "a@example.org", MSG)
         conn.close()
     assert dropped.outcome is Outcome.DEFERRED and dropped.answer.startswith("connection")
     assert again.outcome is Outcome.SENT and handler.received["a@example.org"] == 1
 
 
-def test_stall_past_timeout_is_deferred(server):
-    """A server that says nothing past the timeout defers the row instead of hanging."""
+def test_stall_past_timeout_before_the_final_dot_is_deferred(server):
+    """A server that says nothing past the timeout (here to RCPT) defers the row instead of hanging."""
     with server() as (handler, port):
-        handler.data = deque(["stall"])
+        handler.rcpt["a@example.org"] = deque(["stall"])
         handler.stall_seconds = 3
         conn = Connection(cfg(port, timeout=1))
         stalled = conn.deliver("f@example.org", "a@example.org", MSG)
         conn.drop()
     assert stalled.outcome is Outcome.DEFERRED and "timed out" in stalled.answer.lower()
     assert handler.received["a@example.org"] == 0
+
+
+def test_after_the_final_dot_silence_or_garbage_is_unknown_and_the_next_message_gets_a_fresh_line(server):
+    """A dropped line, a time-out or a non-SMTP answer after the final dot is unknown (the whole answer kept), the
+    line is replaced; a multi-line 2xx is sent and a 4xx is still deferred: the relay said it has nothing."""
+    with server() as (handler, port):
+        handler.data = deque(["keep drop", "stall", "hello? 250 ok", "keep 250-queued\r\n250 as 42", "451 4.3.0 later"])
+        handler.stall_seconds = 2
+        conn = Connection(cfg(port, timeout=0.5))
+        results = [conn.deliver("f@example.org", f"r{n}@example.org", MSG) for n in range(6)]
+        conn.close()
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 3 + [Outcome.SENT, Outcome.DEFERRED, Outcome.SENT]
+    assert "closed" in results[0].answer and "timed out" in results[1].answer
+    assert results[2].answer == "not an SMTP answer after the final dot: hello? 250 ok" and results[2].code is None
+    assert (results[3].code, results[3].answer) == (250, "queued as 42")
+    assert handler.received == {"r0@example.org": 1, "r3@example.org": 1, "r5@example.org": 1}
 
 
 def test_auth_over_starttls_with_self_signed_certificate(tmp_path):

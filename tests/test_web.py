@@ -25,9 +25,10 @@ from newsletter.web.guard import SlidingWindow, is_loopback
 from .conftest import AREAS, ManualClock
 from .smtpd import smtp_server
 
-SECRET = "web-test-secret-0123456789"
+SECRET = "web-test-secret-0123456789-abcdefghijkl"  # ≥ 32 bytes
 LOOPBACK = ("127.0.0.1", 50000)
 REMOTE = ("203.0.113.7", 50000)
+HOST = "http://localhost"  # a Host the app answers (loopback; base_url's host is the other)
 HTML_NAME = '<script>alert("x")</script><b>Bold & co</b>'
 
 
@@ -51,7 +52,7 @@ class Site:
         self.links = self.app.state.web.links
 
     def client(self, client: tuple[str, int] = LOOPBACK) -> TestClient:
-        return TestClient(self.app, client=client, follow_redirects=False)
+        return TestClient(self.app, base_url=HOST, client=client, follow_redirects=False)
 
     def add(self, email_: str = "ada@example.org", name: str = "Ada", status: str = "active", areas: str = "") -> int:
         with self.engine.begin() as conn:
@@ -299,7 +300,8 @@ def test_preview_is_served_on_loopback_only_unless_a_token_is_set(site, make_con
     config = load_config(make_config(f'[web]\npreview_token = "s3cret"\n[newsletter]\nsecret_key = "{SECRET}"\n',
                                      name="token.toml"))
     app = create_app(config, site.engine)
-    with TestClient(app, client=REMOTE) as remote, TestClient(app, client=LOOPBACK) as local:
+    with (TestClient(app, base_url=HOST, client=REMOTE) as remote,
+          TestClient(app, base_url=HOST, client=LOOPBACK) as local):
         assert remote.get("/preview/2026-05-28?token=s3cret").status_code == 200
         assert remote.get("/preview/2026-05-28?token=wrong").status_code == 403
         assert local.get("/preview/2026-05-28").status_code == 403
@@ -385,8 +387,9 @@ def test_preview_shows_a_broken_issue_file_as_its_error(site, make_config, tmp_p
     issues_dir = tmp_path / "issues"
     issues_dir.mkdir()
     (issues_dir / "2026-06-04.toml").write_text('title = "x"\ndate = 2026-06-04\n', encoding="utf-8")
-    config = load_config(make_config(f'[paths]\nissues = "{issues_dir}"\n', name="broken.toml"))
-    with TestClient(create_app(config, site.engine), client=LOOPBACK) as client:
+    config = load_config(make_config(f'[paths]\nissues = "{issues_dir}"\n[newsletter]\nsecret_key = "{SECRET}"\n',
+                                     name="broken.toml"))
+    with TestClient(create_app(config, site.engine), base_url=HOST, client=LOOPBACK) as client:
         answer = client.get("/preview/2026-06-04/raw")
         missing = client.get("/preview/2026-01-01")
     assert answer.status_code == 422 and "2026-06-04.toml" in answer.text
@@ -416,7 +419,8 @@ def test_six_sign_ups_for_one_address_from_six_clients_send_one_confirmation(sit
     pages = []
     for n in range(6):
         app = (site.app, other_app)[n % 2]
-        with TestClient(app, client=(f"198.51.100.{n + 1}", 40000 + n), follow_redirects=False) as client:
+        peer = (f"198.51.100.{n + 1}", 40000 + n)
+        with TestClient(app, base_url=HOST, client=peer, follow_redirects=False) as client:
             pages.append(subscribe(client, "victim@example.org", f"Name {n}"))
         site.now.at += timedelta(minutes=5)
     strip = lambda text: re.sub(r'value="[^"]+"', "", text)  # noqa: E731 (the CSRF field differs)
@@ -465,6 +469,40 @@ def test_the_per_address_interval_comes_from_the_config(site):
     app = create_app(config, site.engine, now=site.now)
     for minutes in (0, 5, 6):  # at 0, 5 and 11 minutes
         site.now.at += timedelta(minutes=minutes)
-        with TestClient(app, client=("198.51.100.9", 40000), follow_redirects=False) as client:
+        with TestClient(app, base_url=HOST, client=("198.51.100.9", 40000), follow_redirects=False) as client:
             subscribe(client, "often@example.org")
     assert site.handler.received["often@example.org"] == 2
+
+
+def test_hourly_confirmation_cap_holds_across_addresses_on_both_databases(db_url):
+    """With per_hour = 2, a third address is refused in the same hour, on SQLite and PostgreSQL; an hour on, it wins."""
+    from newsletter.web.guard import claim_confirmation, sent_last_hour
+
+    engine = store.engine_for(db_url)
+    store.migrate(engine)
+    hour, start = timedelta(hours=1), ManualClock().now()
+    with engine.begin() as conn:
+        sids = [audience.add(conn, f"{n}@example.org", "", "", AREAS, source="web", status="pending").id
+                for n in range(3)]
+        assert [claim_confirmation(conn, sid, start, hour, 2) for sid in sids] == [True, True, False]
+        assert sent_last_hour(conn, start) == 2
+        assert claim_confirmation(conn, sids[2], start + hour, hour, 2)
+    engine.dispose()
+
+
+def test_trusted_proxies_must_be_addresses_or_networks(make_config):
+    """A name in [web] trusted_proxies is refused in one line naming the key (uvicorn would trust nothing)."""
+    from newsletter.errors import ConfigError
+
+    assert load_config(make_config('[web]\ntrusted_proxies = ["10.0.0.1", "10.0.0.1/8", "::1"]\n')).web.trusted_proxies
+    with pytest.raises(ConfigError, match=r"web\.trusted_proxies.*'proxy\.local' is not an IP address"):
+        load_config(make_config('[web]\ntrusted_proxies = ["proxy.local"]\n', name="bad.toml"))
+
+
+def test_an_unknown_page_is_a_404_page_and_a_trailing_slash_is_redirected_only_to_a_page(site):
+    """/nothing and /nothing/ answer the 404 page; /archive/ goes to base_url's /archive."""
+    with site.client() as client:
+        answers = [client.get(path) for path in ("/nothing", "/nothing/", "/archive/")]
+    assert [a.status_code for a in answers] == [404, 404, 307]
+    assert "There is no page at this address." in answers[0].text
+    assert answers[2].headers["location"] == "https://news.example.org/archive"

@@ -14,10 +14,10 @@ import pytest
 
 from newsletter import audience, store
 from newsletter.config import load_config
-from newsletter.links import PREFERENCES, UNSUBSCRIBE
+from newsletter.links import PREFERENCES, UNSUBSCRIBE, redact
 from newsletter.mailsink import free_port
 from newsletter.web import create_app
-from newsletter.web.guard import ACCESS_LOG, redact
+from newsletter.web.guard import ACCESS_LOG
 from newsletter.web.serving import server
 
 from .conftest import AREAS
@@ -27,7 +27,7 @@ from .conftest import AREAS
 def live_app(make_config) -> Iterator[tuple[str, object, io.StringIO]]:
     """The app under uvicorn as `newsletter serve` runs it (web.serving.server) on a free port; yields
     (base URL, the app's state, the access log as uvicorn's own formatter writes it)."""
-    config = load_config(make_config('[newsletter]\nsecret_key = "access-log-secret-0123456789"\n'
+    config = load_config(make_config('[newsletter]\nsecret_key = "access-log-secret-0123456789abcdef"\n'
                                      '[web]\npreview_token = "preview-s3cret-token"\n'))
     engine = store.engine_for(config.database_url)
     store.migrate(engine)

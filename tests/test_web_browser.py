@@ -62,7 +62,7 @@ def live(make_config, tmp_path) -> Iterator[Live]:
         port = free_port()
         path = make_config(f"""
             [newsletter]
-            secret_key = "browser-test-secret-0123456789"
+            secret_key = "browser-test-secret-0123456789abcdef"
             base_url = "http://127.0.0.1:{port}"
             [smtp]
             port = {smtp_port}

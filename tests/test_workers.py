@@ -61,7 +61,7 @@ def cluster(make_config, pg_url, tmp_path):
     def make(smtp_extra: str = "") -> Path:
         return make_config(f"""
             [newsletter]
-            secret_key = "worker-test-secret"
+            secret_key = "worker-test-secret-0123456789abcdef0123456789"
             [paths]
             issues = "{issues}"
             templates = "{REPO / 'templates' / 'email'}"

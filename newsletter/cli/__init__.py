@@ -6,9 +6,10 @@
     sending      send, report, worker, schedule                 (operators)
     site         demo, serve
     bounces      bounces receive / fetch / ingest / report           (operators)
+    keys         keys status / rotate: the key that signs links      (operators)
 """
 
-from . import bounces, issues, sending, site, subscribers  # noqa: F401  (each registers its commands)
+from . import bounces, issues, keys, sending, site, subscribers  # noqa: F401  (each registers its commands)
 from .base import cli
 
 

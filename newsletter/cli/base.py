@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -31,6 +31,7 @@ from ..config import Config, load_config
 from ..errors import NewsletterError
 
 console = Console(highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Group(click.Group):
@@ -99,6 +100,38 @@ def group_option(config: Config, value: str | None, param: str = "--areas") -> t
     except area_names.UnknownArea as exc:
         raise click.BadParameter(str(exc), param_hint=param) from None
     return area_names.group(chosen, config.newsletter.areas)
+
+
+class Refused(click.ClickException):
+    """A destructive command a script ran without ``--yes``: one line, exit 2 (how it was called), nothing done."""
+
+    exit_code = 2
+
+
+def yes_option(help_text: str = "Do not ask for confirmation.") -> Callable[[F], F]:
+    """``--yes``/``-y``, alike on every command that asks."""
+    return click.option("--yes", "-y", is_flag=True, help=help_text)
+
+
+def ask_first(yes: bool, refuse: str | None = None) -> bool:
+    """Whether to ask before going on: on a terminal, unless --yes; a script (no terminal) is never asked.
+
+    A script that runs a destructive command (``refuse``: what it would do) without --yes is refused in
+    one line, exit 2, instead of Click's bare ``Aborted!``: reading "y" from a pipe is not consent.
+    """
+    if yes:
+        return False
+    if sys.stdin.isatty():
+        return True
+    if refuse is not None:
+        raise Refused(f"not a terminal, so not asked: pass --yes to {refuse}")
+    return False
+
+
+def confirm(question: str, yes: bool, refuse: str) -> None:
+    """``ask_first`` for a destructive command, then the question; "n" (or no answer) aborts."""
+    if ask_first(yes, refuse):
+        click.confirm(question, abort=True)
 
 
 def db_label(engine: Engine) -> str:

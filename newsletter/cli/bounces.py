@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import click
 from rich.table import Table
 
 from ..feedback.ingest import Feedback, Notice, NotStored, describe, judge
-from ..feedback.report import bounce_report
+from ..feedback.report import bounce_report, notice
 from ..feedback.sources import Unreadable, notices
 from .base import Group, State, cli, console, log_to_stdout, pass_state, stop_on_signals
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @cli.group(cls=Group)
@@ -80,18 +83,23 @@ def bounces_receive(state: State, host: str | None, port: int | None, lmtp: bool
 @click.option("--limit", type=click.IntRange(1), help="At most this many messages this run.")
 @pass_state
 def bounces_fetch(state: State, limit: int | None) -> None:
-    """Read the bounce mailbox over IMAP; delete (or move) what was stored, leave and report the rest.
+    """Read the bounce mailbox over IMAP; delete (or move) what was stored, move aside what is over
+    [bounces] max_size or unreadable (to [bounces] imap_held), leave what the database refused; exit 1 if any was left.
 
     Example: newsletter bounces fetch
     """
     from ..feedback.fetch import fetch
 
-    found = fetch(Feedback(state.config, state.engine), state.config.bounces, limit)
+    cfg = state.config.bounces
+    found = fetch(Feedback(state.config, state.engine), cfg, limit)
     for done in found.handled:
         click.echo(done.line())
+    for uid, reason in found.held:
+        click.echo(f"imap:{cfg.imap_folder}/{uid}: moved to {cfg.imap_held}: {reason}", err=True)
     for uid, reason in found.left:
-        click.echo(f"imap:{state.config.bounces.imap_folder}/{uid}: left in the mailbox: {reason}", err=True)
-    click.echo(f"{len(found.handled)} processed, {len(found.left)} left in the mailbox")
+        click.echo(f"imap:{cfg.imap_folder}/{uid}: left in the mailbox: {reason}", err=True)
+    click.echo(f"{len(found.handled)} processed, {len(found.left)} left in the mailbox, "
+               f"{len(found.held)} moved to {cfg.imap_held}")
     if found.left:
         raise SystemExit(1)
 
@@ -113,7 +121,34 @@ def bounces_report(state: State, issue: str | None, as_json: bool) -> None:
     console.print("By verdict: " + (", ".join(f"{k} {v}" for k, v in sorted(found.by_kind.items())) or "none"))
     console.print("Bounces: " + (", ".join(f"{k} {v}" for k, v in sorted(found.by_class.items())) or "none")
                   + f"; ignored (forged, replayed, never sent): {found.ignored}")
+    console.print(f"Unproven (named someone without proof the engine mailed them; nothing done): {found.unproven}")
     table = Table("domain", "hard", "soft", "complaints", title="By recipient domain")
     for domain, hard, soft, complaints in found.by_domain:
         table.add_row(domain, str(hard), str(soft), str(complaints))
     console.print(table)
+    if found.for_a_person:
+        click.echo("For a person (unproven or unreadable; `newsletter bounces show ID` prints one):")
+        for kept in found.for_a_person:
+            click.echo(f"  {kept.line()}")
+
+
+@bounces.command("show")
+@click.argument("notice_id", type=click.IntRange(1))
+@pass_state
+def bounces_show(state: State, notice_id: int) -> None:
+    """Print one logged notice: its verdict, what was done, and its raw text while it is kept.
+
+    Example: newsletter bounces show 42
+    """
+    with state.engine.connect() as conn:
+        found = notice(conn, notice_id)
+    if found is None:
+        raise click.ClickException(f"no notice #{notice_id} in the bounce log")
+    kept, raw = found
+    click.echo(_printable(kept.line()))
+    click.echo(_printable(raw.decode("utf-8", "replace")) if raw is not None else "(its raw text is no longer kept)")
+
+
+def _printable(text: str) -> str:
+    """A stranger's text as a terminal may show it: control characters (escape sequences) as U+FFFD."""
+    return CONTROL.sub("\ufffd", text.replace("\r\n", "\n"))

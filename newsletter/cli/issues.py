@@ -14,10 +14,14 @@ from ..clock import utcnow
 from ..config import base_url_warning
 from ..content import find_issue, issue_files, load_issue, new_issue_text
 from ..errors import NewsletterError
+from ..lifecycle import Readiness
 from ..preview import write_preview
 from ..render import Renderer
 from ..send.campaign import issue_warnings
 from .base import Group, State, cli, console, group_option, pass_state
+
+READY_WORDS = {Readiness.FILE: "yes (file)", Readiness.APPROVED: "yes (approved)",
+               Readiness.CHANGED: "no: changed since approval", Readiness.DRAFT: "no"}
 
 
 @cli.group(cls=Group)
@@ -34,11 +38,11 @@ def issue_list(state: State) -> None:
     """
     table = Table("issue", "title", "papers", "ready")
     with state.engine.connect() as conn:
-        approved = lifecycle.approved_slugs(conn)
+        approved = lifecycle.approved_hashes(conn)
     for path in issue_files(state.config.path("issues")):
         try:
             item = load_issue(path, state.areas)
-            ready = "yes (file)" if item.ready else "yes (approved)" if item.slug in approved else "no"
+            ready = READY_WORDS[lifecycle.readiness(item, approved)]
             table.add_row(item.slug, item.title, str(len(item.papers)), ready)
         except NewsletterError as exc:
             table.add_row(path.stem, f"[red]invalid: {escape(str(exc).splitlines()[0])}[/red]", "", "")
@@ -68,8 +72,9 @@ def issue_new(state: State, day: datetime | None) -> None:
             out.write(new_issue_text(date, title, state.areas))
     except FileExistsError:
         raise click.ClickException(f"{path} exists already: edit it, or name another date") from None
-    click.echo(f"Wrote {path}: a draft (ready = false) with one example paper; `newsletter issue check "
-               f"{date}` checks it, `newsletter preview {date} --serve` shows it as you edit.")
+    click.echo(f"Wrote {path}: a draft (ready = false) with one example paper; replace every EXAMPLE: value "
+               f"(`newsletter issue check {date}` names those left), `newsletter preview {date} --serve` "
+               f"shows it as you edit.")
 
 
 @issue.command("check")
@@ -109,7 +114,8 @@ def issue_check(state: State, ref: str | None, spam: bool) -> None:
 @click.argument("ref", metavar="ISSUE")
 @pass_state
 def issue_approve(state: State, ref: str) -> None:
-    """Mark an issue ready for the weekly send without editing its file.
+    """Mark an issue ready for the weekly send without editing its file: these bytes of it, so an edit
+    after approval needs approving again (`issue list` shows it as changed since approval).
 
     Approved after its slot, within [schedule] grace_hours, it is sent at once; later, it says how to send it.
 
@@ -119,7 +125,7 @@ def issue_approve(state: State, ref: str) -> None:
 
     item = load_issue(find_issue(state.config.path("issues"), ref), state.areas)
     with state.engine.begin() as conn:
-        lifecycle.approve(conn, item.slug, utcnow())
+        lifecycle.approve(conn, item, utcnow())
     click.echo(schedule.after_approval(state.config, state.engine, item.slug, utcnow()))
 
 

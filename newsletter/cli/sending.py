@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from rich.table import Table
 from ..audience import normalize_email
 from ..clock import utcnow
 from ..content import find_issue, load_issue
+from ..links import links_for
 from ..mailsink import write_private
 from ..send import Campaign, Events, Mode, Options, Outcome, Plan, Report, Run, Started, Worker, report
 from ..send.insights import Insights, insights, sparkline
@@ -23,6 +23,7 @@ from ..send.report import COMPLAINT_LINE
 from ..send.report_page import render_page
 from .base import (
     State,
+    ask_first,
     cli,
     console,
     db_label,
@@ -31,6 +32,7 @@ from .base import (
     pass_state,
     progress,
     stop_on_signals,
+    yes_option,
 )
 
 
@@ -62,34 +64,40 @@ class CliEvents(Events):
               "the outbox is untouched.")
 @click.option("--areas", help="With --test-to: the group to send (default: all areas).")
 @click.option("--resend-unknown", is_flag=True,
-              help="Also resend rows whose fate is unknown (the process died during their SMTP transfer).")
+              help="Also resend rows whose fate is unknown (the process died during their SMTP transfer, "
+                   "or the relay gave no usable answer after the message's final dot).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for deferred rows to come due; a later run retries them.")
 @click.option("--enqueue", is_flag=True, help="Only create the outbox; `newsletter worker` processes deliver it.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal (scripts never are asked).")
+@click.option("--new-subscribers", is_flag=True,
+              help="Send an issue sent before to the active subscribers it has not reached (joined since).")
+@yes_option("Do not ask for confirmation on a terminal (scripts never are asked).")
 @pass_state
 def send(state: State, ref: str, dry_run: bool, test_to: str | None, areas: str | None, resend_unknown: bool,
-         no_wait: bool, enqueue: bool, yes: bool) -> None:
+         no_wait: bool, enqueue: bool, new_subscribers: bool, yes: bool) -> None:
     """Send an issue to every active subscriber, or resume its send. A sent row is never sent again.
 
     Only a ready issue (ready = true, or `newsletter issue approve`) goes to the list. On a terminal
-    it first shows the issue, its groups and the number of recipients and asks to go on.
+    it first shows the issue, its groups and the number of recipients and asks to go on. A send that
+    would reach no one is refused and the issue stays unsent.
 
-    Example: newsletter send 2026-05-28
+    Example: newsletter send 2026-05-28 --new-subscribers
     """
     config = state.config
     path = find_issue(config.path("issues"), ref)
     item = load_issue(path, state.areas)
     if areas and not test_to:
         raise click.UsageError("--areas goes with --test-to (a real send gives each subscriber their own group)")
+    if new_subscribers and test_to:
+        raise click.UsageError("--new-subscribers goes to the list, --test-to to one address: choose one")
     mode = Mode.TEST if test_to else Mode.DRY_RUN if dry_run else Mode.ENQUEUE if enqueue else Mode.SEND
     options = Options(resend_unknown=resend_unknown, wait=not no_wait, test_to=_address(test_to),
-                      test_areas=group_option(config, areas) or ())
+                      test_areas=group_option(config, areas) or (), new_subscribers=new_subscribers)
     campaign = Campaign(config, state.engine, item, path=path, events=CliEvents(item.slug))
     if mode in (Mode.SEND, Mode.ENQUEUE):
-        if _already_sent(state, item.slug, resend_unknown):
+        if not new_subscribers and _already_sent(state, item.slug, resend_unknown):
             return
-        if not yes and sys.stdin.isatty():
-            _confirm(state, campaign, mode)
+        if ask_first(yes):
+            _confirm(state, campaign, mode, options)
     _print_run(item.slug, campaign.run(mode, options), options)
 
 
@@ -100,14 +108,17 @@ def _already_sent(state: State, slug: str, resend_unknown: bool) -> bool:
     if found is None or found.state != "sent" or (resend_unknown and found.counts.get("unknown")):
         return False
     click.echo(f"{slug} was sent already: nothing more to send (--resend-unknown resends rows whose fate is "
-               "unknown). Its report:")
+               "unknown; --new-subscribers sends it to those who joined since). Its report:")
     print_report(found)
     return True
 
 
-def _confirm(state: State, campaign: Campaign, mode: Mode) -> None:
-    """On a terminal: what is about to go out, and a question; no answer, nothing sent."""
-    plan = campaign.plan()
+def _confirm(state: State, campaign: Campaign, mode: Mode, options: Options) -> None:
+    """On a terminal: what is about to go out, and a question; no answer, nothing sent. A send that would
+    reach no one is not asked about: the library refuses it in one line."""
+    plan = campaign.plan(options.new_subscribers)
+    if not plan.groups:
+        return
     table = Table("group", "subscribers")
     for key, count in plan.groups.items():
         table.add_row(key, str(count))
@@ -115,8 +126,8 @@ def _confirm(state: State, campaign: Campaign, mode: Mode) -> None:
     console.print(table)
     total = sum(plan.groups.values())
     where = "the outbox, for `newsletter worker`" if mode is Mode.ENQUEUE else _relay(state)
-    click.confirm(f"Send {campaign.issue.slug} to {total} subscriber(s) ({plan.skipped} skipped) via {where}?",
-                  abort=True)
+    who = "new subscriber(s)" if options.new_subscribers else "subscriber(s)"
+    click.confirm(f"Send {campaign.issue.slug} to {total} {who} ({plan.skipped} skipped) via {where}?", abort=True)
 
 
 def _relay(state: State) -> str:
@@ -137,7 +148,7 @@ def _address(test_to: str | None) -> str:
 
 def _print_run(slug: str, run: Run, options: Options) -> None:
     if run.plan is not None:
-        _print_plan(slug, run.plan)
+        _print_plan(slug, run.plan, options.new_subscribers)
     elif run.test is not None:
         if run.test.outcome is not Outcome.SENT:
             code = f"{run.test.code} " if run.test.code else ""
@@ -155,13 +166,17 @@ def _print_run(slug: str, run: Run, options: Options) -> None:
             raise SystemExit(1)
 
 
-def _print_plan(slug: str, found: Plan) -> None:
-    table = Table("group", "subscribers", title=f"{slug}: dry run, nothing sent")
+def _print_plan(slug: str, found: Plan, new_subscribers: bool) -> None:
+    who = "new subscribers" if new_subscribers else "subscribers"
+    table = Table("group", who, title=f"{slug}: dry run, nothing sent")
     for key, count in found.groups.items():
         table.add_row(key, str(count))
     table.add_row("[dim]skipped: no paper meets their areas[/dim]", str(found.skipped))
     console.print(table)
     click.echo(f"Would send {sum(found.groups.values())} messages; {found.skipped} skipped.")
+    if found.sent_before is not None and not new_subscribers:
+        click.echo(f"{slug} has an outbox already ({found.sent_before}): `send` resumes it and mails no one twice; "
+                   "`--new-subscribers --dry-run` counts who it has not reached.")
 
 
 @cli.command("report")
@@ -217,6 +232,11 @@ def print_report(found: Report, more: Insights | None = None) -> None:
         for failure in found.failures:
             failures.add_row(escape(failure.email), str(failure.code or ""), escape(failure.answer))
         console.print(failures)
+    if found.unknown:
+        unknown = Table("email", "message id", "reason", title="Unknown: the relay may have them (not resent)")
+        for row in found.unknown:
+            unknown.add_row(escape(row.email), escape(row.message_id or ""), escape(row.answer))
+        console.print(unknown)
 
 
 def _print_insights(more: Insights) -> None:
@@ -252,6 +272,7 @@ def schedule_cmd(state: State, show: bool) -> None:
         for runtime in schedule.next_runs(cfg, utcnow()):
             click.echo(f"  {runtime:%a %Y-%m-%d %H:%M %Z (UTC%z)}")
         return
+    links_for(state.config, state.engine)  # a key that is not the database's is refused now, not at the send
     log_to_stdout()
     schedule.run(state.config, config_path(state.config_file).resolve())
 
@@ -266,6 +287,7 @@ def worker_cmd(state: State, exit_when_idle: bool) -> None:
 
     Example: newsletter worker
     """
+    links_for(state.config, state.engine)  # a key that is not the database's is refused now, not at the send
     log_to_stdout()
     worker = Worker(state.config, state.engine)
     stop_on_signals(worker.stop)

@@ -18,7 +18,7 @@ from .. import audience, store
 from ..audience import subscribers as audience_subscribers
 from ..clock import aware
 from ..store.tables import SUBSCRIBER_STATUSES
-from .base import Group, State, cli, console, pass_state, progress
+from .base import Group, State, cli, confirm, console, pass_state, progress, yes_option
 
 
 @cli.command()
@@ -242,15 +242,16 @@ def subscribers_unsubscribe(state: State, email: str) -> None:
 
 @subscribers.command("delete")
 @click.argument("email")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option("Do not ask for confirmation (a script without a terminal must pass it).")
 @pass_state
 def subscribers_delete(state: State, email: str, yes: bool) -> None:
     """Erase a subscriber: personal data removed, a keyed hash kept so no import re-adds them.
 
+    On a terminal it asks first; a script (no terminal) must pass --yes.
+
     Example: newsletter subscribers delete ada@example.org --yes
     """
-    if not yes:
-        click.confirm(f"Erase {email} and its delivery history? This cannot be undone", abort=True)
+    confirm(f"Erase {email} and its delivery history? This cannot be undone", yes, f"erase {email}")
     with state.engine.begin() as conn:
         audience.delete(conn, email)
     click.echo(f"Erased {email}; its hash stays on the suppression list.")

@@ -46,6 +46,7 @@ ROUTING = ("from", "to", "return-path", "sender")  # the notice's own ends, neve
 DONE = ("delivered", "relayed", "expanded")
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 Pairs = list[tuple[str, bool | None]]  # (address, permanent) where a source can tell permanent from temporary
+UNREADABLE = ("unreadable message", "classifier error")  # the reasons of a verdict on a message that raised
 TAGS = re.compile(r"<(style|script)\b.*?</\1>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 
 
@@ -81,6 +82,11 @@ class Verdict:
     kind: Kind
     recipients: tuple[Recipient, ...]
     reason: str
+
+    @property
+    def unreadable(self) -> bool:
+        """No rule could read the message at all (it raised): ``bounces fetch`` moves such a message aside whole."""
+        return self.kind is Kind.UNKNOWN and self.reason.startswith(UNREADABLE)
 
 
 def classify(raw: bytes) -> Verdict:

@@ -1,16 +1,19 @@
 """One path behind every way a notice comes in (SMTP/LMTP, IMAP, files): classify, find whom it is
-about, apply the policy, and log it.
+about, check the proof, apply the policy, and log it.
 
     notice ─► classify ─► whom: the VERP token (envelope, then To/Delivered-To/X-Original-To), else
-                                 the address the notice names, if we mailed it lately
+                                 the recipients whose proof the notice quotes (``proof.py``: a Message-ID,
+                                 a VERP address or a signed link the engine sent to that very address)
             ─► policy:   hard bounce ─► bounced      soft ─► score      complaint ─► unsubscribed
                          auto-reply, not-bounce ─► nothing     unknown ─► kept for a person
                          mail to the List-Unsubscribe address ─► unsubscribed
-            ─► bounce_log row (with the raw notice for [bounces] keep_raw_days)
+            ─► bounce_log row (its proof, and the raw notice for [bounces] keep_raw_days)
 
-Safety: a token that does not verify, a row the engine never sent, an address not mailed within
-``RECENT`` and a replay of a notice already counted change nothing and are logged as such, so a
-forged notice cannot suppress anyone.
+Proof before action: an address named without proof (a hand-written DSN, an ARF report, an Exim
+X-Failed-Recipients, a notice listing a thousand addresses) changes nobody; it is logged as
+``unproven`` (bounce_log.proof = 'none', a warning in the log, ``bounces report``) for a person. A token
+that does not verify, a row the engine never sent and a replay of a notice already counted change
+nothing either and are logged as ``ignored``.
 """
 
 from __future__ import annotations
@@ -24,33 +27,26 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, TypeVar, cast
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .. import audience
 from ..clock import SYSTEM, Clock
 from ..config import Config
 from ..errors import BadToken
-from ..lifecycle import RowState
 from ..links import Links, links_for, verp_token_of
 from ..store import tables as t
+from . import proof
 from .classify import Kind, Recipient, Verdict, classify
 
 log = logging.getLogger("newsletter.feedback")
-RECENT = timedelta(days=30)     # an address named without a token counts only if mailed this recently
-RAW_MAX = 1 << 20               # the raw notice is kept up to 1 MiB (a 20 MB attachment is not)
+RAW_MAX = 1 << 20               # a proven notice's raw text is kept up to 1 MiB (a 20 MB attachment is not)
+RAW_MAX_UNPROVEN = 64 << 10     # anything else up to 64 KiB: enough for a person to read, little for junk to fill
+UNPROVEN = "none"               # bounce_log.proof of a notice that named someone without proof
 TOKEN_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to")
-SENT_ROWS = (RowState.SENT, RowState.UNKNOWN, RowState.DEFERRED, RowState.FAILED)
 BATCH = 200                     # notices from files or IMAP stored per transaction
 T = TypeVar("T")
 Pair = tuple["Notice", Verdict]
 
-_o, _b = t.outbox.c, t.bounce_log.c
-# Built once: building a statement costs more than SQLAlchemy's cached compile (bench/ingest.py)
-ROW = (sa.select(_o.id, _o.subscriber_id, _o.issue_id, _o.email, _o.state,
-                 sa.exists().where(_b.outbox_id == _o.id, _b.kind == sa.bindparam("kind"),
-                                   _b.action.not_like("ignored%")).label("replayed"))
-       .where(_o.id == sa.bindparam("id"), _o.attempts > 0))
 LOG = t.bounce_log.insert()
 
 
@@ -91,7 +87,7 @@ def judge(notice: Notice) -> Verdict:
         return classify(notice.raw)
     except Exception as exc:  # the classifier promises not to raise; if it does, a person looks
         log.exception("%s: the classifier failed", notice.source)
-        return Verdict(Kind.UNKNOWN, (), f"classifier error: {type(exc).__name__}")
+        return Verdict(Kind.UNKNOWN, (), f"classifier error: {type(exc).__name__}")  # classify.UNREADABLE
 
 
 @dataclass(frozen=True)
@@ -111,15 +107,6 @@ def _batched(items: Iterator[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-@dataclass(frozen=True)
-class _Row:
-    id: int
-    subscriber_id: int | None
-    issue_id: int
-    email: str
-    state: str
-
-
 class Feedback:
     """Applies notices to the list; one per process, used by one thread at a time per connection."""
 
@@ -129,6 +116,7 @@ class Feedback:
         self.links = links or links_for(config, engine)
         self.window = timedelta(days=self.cfg.soft_window_days)
         self._headers = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+        self._raw_day, self._raw_spent = self.clock.now().date(), 0
 
     def handle(self, notice: Notice) -> Handled:
         """Classify and apply one notice in its own transaction."""
@@ -164,13 +152,12 @@ class Feedback:
         done = describe(notice, verdict)
         now = self.clock.now()
         token = self._token(notice)
-        row = None
         if token is None:
-            self._by_address(conn, verdict, done, now)
+            row, how = self._by_quote(conn, notice, verdict, done, now)
         else:
-            row = self._by_token(conn, token, verdict, done, now)
-        self._log(conn, notice, verdict, done, row, now)
-        log.info("%s", done.line())
+            row, how = self._by_token(conn, token, verdict, done, now)
+        self._log(conn, notice, verdict, done, row, how, now)
+        log.log(logging.WARNING if how == UNPROVEN else logging.INFO, "%s", done.line())
         return done
 
     # --- whom it is about ----------------------------------------------------------------------
@@ -191,40 +178,44 @@ class Feedback:
         return None
 
     def _by_token(self, conn: Connection, token: str, verdict: Verdict, done: Handled,
-                  now: datetime) -> _Row | None:
-        """Apply what the token names; the outbox row it names, when it names a sent one."""
+                  now: datetime) -> tuple[proof.Row | None, str | None]:
+        """Apply what the token names; the outbox row it names, when it names a sent one, and the proof."""
         try:
             kind, ident = self.links.verify_verp(token)
         except BadToken:
             done.actions.append("ignored: its VERP token does not verify (forged or mangled)")
-            return None
+            return None, None
         if kind == "u":
             self._mailto_unsubscribe(conn, ident, verdict, done, now)
-            return None
-        row, replayed = self._row(conn, ident, verdict.kind)
-        if row is None or row.state not in SENT_ROWS:
+            return None, "verp"
+        row = proof.row(conn, ident, verdict.kind.value)
+        if row is None or not row.sent:
             done.actions.append(f"ignored: the engine never sent outbox row {ident}")
-            return None
-        if replayed:
+            return None, None
+        if row.replayed:
             done.actions.append(f"ignored: a {verdict.kind.value} for outbox row {row.id} was counted already")
         else:
             self._apply(conn, row.subscriber_id, row.email, verdict, _worst(verdict), done, now)
-        return row
+        return row, "verp"
 
-    def _by_address(self, conn: Connection, verdict: Verdict, done: Handled, now: datetime) -> None:
+    def _by_quote(self, conn: Connection, notice: Notice, verdict: Verdict, done: Handled,
+                  now: datetime) -> tuple[proof.Row | None, str | None]:
+        """A notice without a token acts only for the recipients whose proof it quotes (``proof.py``)."""
         if verdict.kind not in (Kind.BOUNCE, Kind.COMPLAINT):
             done.actions.append("nothing to do")
-            return
-        strangers = []
-        for failed in verdict.recipients:
-            sub = self._recently_mailed(conn, failed.address, now)
-            if sub is None:
-                strangers.append(failed.address)
-            else:
-                self._apply(conn, sub[0], sub[1], verdict, failed, done, now)
-        if strangers:
-            shown = ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
-            done.actions.append(f"ignored: {len(strangers)} not mailed in the last {RECENT.days} days: {shown}")
+            return None, None
+        proven = proof.resolve(conn, proof.quoted(notice.raw, self.cfg.address), self.links, verdict.kind.value)
+        matched, unproven = _match(verdict, proven)
+        first: proof.Proven | None = None
+        for who, failed in matched:
+            if who.row is not None and who.row.replayed:
+                done.actions.append(f"ignored: a {verdict.kind.value} for outbox row {who.row.id} was counted already")
+                continue
+            self._apply(conn, who.subscriber_id, who.email, verdict, failed, done, now)
+            first = first or who
+        if unproven or not matched:
+            done.actions.append(_unproven(unproven))
+        return (first.row if first else None), (first.how if first else UNPROVEN if not matched else None)
 
     # --- the policy ------------------------------------------------------------------------------
 
@@ -260,32 +251,34 @@ class Feedback:
 
     # --- queries ---------------------------------------------------------------------------------
 
-    def _row(self, conn: Connection, row_id: int, kind: Kind) -> tuple[_Row | None, bool]:
-        """The sent outbox row a token names, and whether a notice of this kind was counted for it already."""
-        found = conn.execute(ROW, {"id": row_id, "kind": kind.value}).first()
-        return (_Row(*found[:5]), bool(found.replayed)) if found else (None, False)
-
-    def _recently_mailed(self, conn: Connection, address: str, now: datetime) -> tuple[int, str] | None:
-        """The subscriber an address names, if a message to it went out within ``RECENT``."""
-        o, s = t.outbox.c, t.subscribers.c
-        found = conn.execute(sa.select(s.id, s.email).join(t.outbox, o.subscriber_id == s.id)
-                             .where(s.email_key == address.casefold(), o.sent_at >= now - RECENT).limit(1)).first()
-        return (found.id, found.email) if found else None
-
-    def _log(self, conn: Connection, notice: Notice, verdict: Verdict, done: Handled, row: _Row | None,
-             now: datetime) -> None:
+    def _log(self, conn: Connection, notice: Notice, verdict: Verdict, done: Handled, row: proof.Row | None,
+             how: str | None, now: datetime) -> None:
         first = verdict.recipients[0] if verdict.recipients else None
         recipient = (row.email if row else None) or (first.address if first else None)
-        keep = self.cfg.keep_raw_days or (verdict.kind is Kind.UNKNOWN)
-        days = self.cfg.keep_raw_days or 365.0
+        raw = self._keep_raw(notice, how, done)
         conn.execute(LOG, dict(
             received_at=now, source=notice.source[:1000], kind=done.kind, recipient=recipient,
             domain=recipient.rpartition("@")[2].casefold() if recipient else None,
             **{"class": first.klass if first and verdict.kind is Kind.BOUNCE else None},
             status=first.status if first else None, diagnostic=first.diagnostic if first else None,
             subscriber_id=row.subscriber_id if row else None, issue_id=row.issue_id if row else None,
-            outbox_id=row.id if row else None, action="; ".join(done.actions)[:2000] or "nothing to do",
-            raw=notice.raw[:RAW_MAX] if keep else None, raw_until=now + timedelta(days=days) if keep else None))
+            outbox_id=row.id if row else None, action="; ".join(done.actions)[:2000] or "nothing to do", proof=how,
+            raw=raw, raw_until=now + timedelta(days=self.cfg.keep_raw_days) if raw is not None else None))
+
+    def _keep_raw(self, notice: Notice, how: str | None, done: Handled) -> bytes | None:
+        """The raw text to keep: none at ``keep_raw_days = 0``; a proven notice's first MiB, anything else's first
+        64 KiB; and none once this process kept ``raw_bytes_per_day`` today (junk cannot fill the database)."""
+        if not self.cfg.keep_raw_days:
+            return None
+        raw = notice.raw[:RAW_MAX if how not in (None, UNPROVEN) else RAW_MAX_UNPROVEN]
+        today = self.clock.now().date()
+        if today != self._raw_day:
+            self._raw_day, self._raw_spent = today, 0
+        if self._raw_spent + len(raw) > self.cfg.raw_bytes_per_day:
+            done.actions.append(f"raw text not kept: {self.cfg.raw_bytes_per_day} bytes kept today already")
+            return None
+        self._raw_spent += len(raw)
+        return raw
 
     def expire_raw(self) -> int:
         """Forget raw notices past their keep date; how many."""
@@ -293,6 +286,28 @@ class Feedback:
         with self.engine.begin() as conn:
             return conn.execute(t.bounce_log.update().where(b.raw_until < self.clock.now())
                                 .values(raw=None, raw_until=None)).rowcount
+
+
+def _match(verdict: Verdict, proven: list[proof.Proven]) -> tuple[list[tuple[proof.Proven, Recipient | None]],
+                                                                    list[str]]:
+    """Each failed recipient with its proof, and the addresses named without one. A complaint that names no
+    recipient, or another address (providers redact it), is about the one message it quotes, if just one."""
+    by_address = {p.email.casefold(): p for p in proven}
+    matched: list[tuple[proof.Proven, Recipient | None]] = [
+        (by_address[r.address.casefold()], r) for r in verdict.recipients if r.address.casefold() in by_address]
+    unproven = [r.address for r in verdict.recipients if r.address.casefold() not in by_address]
+    messages = [p for p in proven if p.row is not None]
+    if verdict.kind is Kind.COMPLAINT and not matched and len(messages) == 1:
+        return [(messages[0], verdict.recipients[0] if verdict.recipients else None)], []
+    return matched, unproven
+
+
+def _unproven(addresses: list[str]) -> str:
+    if not addresses:
+        return "unproven: it names no recipient and quotes nothing the engine sent; nothing done"
+    shown = ", ".join(addresses[:3]) + (f" and {len(addresses) - 3} more" if len(addresses) > 3 else "")
+    return (f"unproven: {len(addresses)} named without a VERP token, Message-ID or signed link the engine "
+            f"sent to them: {shown}; nothing done")
 
 
 def _worst(verdict: Verdict) -> Recipient | None:

@@ -4,7 +4,10 @@ Every way an issue goes out runs through ``Campaign.run`` with a ``Mode``: ``new
 (SEND), ``send --enqueue`` (ENQUEUE) and the workers that deliver it (DELIVER), the weekly
 schedule (SEND), ``send --dry-run`` (DRY_RUN) and ``send --test-to`` (TEST). The ready gate is
 here: only an issue marked ``ready = true`` or approved is enqueued for the list; a test copy of a
-draft is what editors send, so TEST and DRY_RUN pass the gate.
+draft is what editors send, so TEST and DRY_RUN pass the gate. The reach rule is here too: a send
+whose outbox would hold no row to deliver (no active subscriber, none meeting a paper, nobody new
+for ``Options.new_subscribers``) raises ``NothingToSend`` inside the enqueue transaction, so nothing
+is recorded and the issue is not marked sent: an import later, the same send reaches everyone.
 
     mode      plan  gate  enqueue  deliver                 finish
     DRY_RUN    ✓
@@ -23,6 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -31,7 +35,7 @@ from .. import areas, lifecycle
 from ..clock import SYSTEM, Clock
 from ..config import Config, base_url_warning
 from ..content import Issue
-from ..errors import SendFault
+from ..errors import NothingToSend, SendFault
 from ..lifecycle import IssueState
 from ..links import Links, links_for, sample_links
 from ..render import GMAIL_CLIP_BYTES
@@ -58,6 +62,7 @@ class Plan:
 
     groups: dict[str, int]
     skipped: int
+    sent_before: IssueState | None = None  # the issue has an outbox: a send resumes it, it does not redo it
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class Options:
     wait: bool = True              # SEND: wait for deferred rows to come due
     test_to: str = ""              # TEST: the editor's address ...
     test_areas: tuple[str, ...] = ()  # ... and the group to send (default: every area)
+    new_subscribers: bool = False  # SEND, ENQUEUE, DRY_RUN: only active subscribers with no row for the issue
 
 
 @dataclass(frozen=True)
@@ -121,11 +127,11 @@ class Campaign:
 
     def run(self, mode: Mode, options: Options = Options()) -> Run:
         if mode is Mode.DRY_RUN:
-            return Run(mode, plan=self.plan())
+            return Run(mode, plan=self.plan(options.new_subscribers))
         if mode is Mode.TEST:
             self.warn([self.test_key(options.test_areas)])
             return Run(mode, test=self.test_copy(options.test_to, options.test_areas))
-        started = self.start(mode, options.resend_unknown)
+        started = self.start(mode, options.resend_unknown, options.new_subscribers)
         if mode is not Mode.DELIVER:
             self.warn(self.groups.by_key)
         if mode is Mode.ENQUEUE:
@@ -140,33 +146,30 @@ class Campaign:
 
     # --- the steps -------------------------------------------------------------------------------
 
-    def plan(self) -> Plan:
+    def plan(self, new_subscribers: bool = False) -> Plan:
+        """Who would get which group; with ``new_subscribers``, only those the issue has not reached yet."""
         counts: dict[str, int] = {}
         skipped = 0
         with self.engine.connect() as conn:
-            for batch in outbox.active_subscribers(conn):
+            new_for = self._sent_id(conn) if new_subscribers else None
+            for batch in outbox.active_subscribers(conn, new_for=new_for):
                 for sub in batch:
                     key = self.groups.key_for(sub.areas)
                     if key is None:
                         skipped += 1
                     else:
                         counts[key] = counts.get(key, 0) + 1
-        return Plan(dict(sorted(counts.items())), skipped)
+            before = lifecycle.issue_state(conn, self.issue.slug)
+        return Plan(dict(sorted(counts.items())), skipped, before)
 
-    def start(self, mode: Mode, resend_unknown: bool = False) -> Started:
-        """Gate, then make the issue's outbox (issue row and every row in one transaction) or find it;
-        turn the rows of processes that died mid-transfer into ``unknown``."""
-        now, slug = self.clock.now(), self.issue.slug
-        created = None
+    def start(self, mode: Mode, resend_unknown: bool = False, new_subscribers: bool = False) -> Started:
+        """Gate, then make the issue's outbox (issue row and every row in one transaction), find it, or
+        add the newcomers' rows to it; turn the rows of processes that died mid-transfer into ``unknown``."""
+        now = self.clock.now()
         with self.engine.begin() as conn:
             if mode is not Mode.DELIVER:
                 lifecycle.require_ready(conn, self.issue, self.path)
-            iid = lifecycle.issue_id(conn, slug)
-            if iid is None:
-                if mode is Mode.DELIVER:
-                    raise SendFault(f"{slug} has no outbox: run `newsletter send {slug} --enqueue` first")
-                iid = lifecycle.create_issue(conn, slug, self.issue.title, now)
-                created = outbox.enqueue(conn, iid, self.groups.key_for, now)
+            iid, created = self._outbox(conn, mode, new_subscribers, now)
         with self.engine.begin() as conn:
             recovered = outbox.recover(conn, iid, now, outbox.local_alive)
             requeued = outbox.resend_unknown(conn, iid) if resend_unknown else 0
@@ -175,6 +178,34 @@ class Campaign:
             if due and mode is not Mode.DELIVER:
                 lifecycle.set_issue_state(conn, iid, IssueState.SENDING, now)
         return Started(iid, created, recovered, requeued, due)
+
+    def _outbox(self, conn: sa.Connection, mode: Mode, new_subscribers: bool,
+                now: datetime) -> tuple[int, outbox.Counts | None]:
+        """The issue's id and the rows made now (None: found as it was); a send reaching no one raises
+        ``NothingToSend`` here, inside the transaction, which rolls back the issue row with it."""
+        slug = self.issue.slug
+        if new_subscribers:
+            iid = self._sent_id(conn)
+            created = outbox.enqueue(conn, iid, self.groups.key_for, now, new_only=True)
+        elif (found := lifecycle.issue_id(conn, slug)) is not None:
+            return found, None
+        elif mode is Mode.DELIVER:
+            raise SendFault(f"{slug} has no outbox: run `newsletter send {slug} --enqueue` first")
+        else:
+            iid = lifecycle.create_issue(conn, slug, self.issue.title, now)
+            created = outbox.enqueue(conn, iid, self.groups.key_for, now)
+        if not created.queued:
+            raise NothingToSend(nobody(slug, created, new_subscribers))
+        return iid, created
+
+    def _sent_id(self, conn: sa.Connection) -> int:
+        """The outbox that ``--new-subscribers`` adds to; an issue never sent has none to add to."""
+        slug = self.issue.slug
+        iid = lifecycle.issue_id(conn, slug)
+        if iid is None:
+            raise NothingToSend(f"{slug} has not been sent: `newsletter send {slug}` sends it to every active "
+                                "subscriber (--new-subscribers is for those who joined after a send)")
+        return iid
 
     def deliver(self, started: Started, wait: bool) -> Delivery:
         with self.events.progress(started) as tick:
@@ -221,6 +252,20 @@ class Campaign:
         prepared = prepare(dataclasses.replace(group, subject=f"[Test] {group.subject}"), self.groups.sender)
         msg = self.mailer.copy(prepared, self.links, Recipient(None, to, ""), self.mailer.new_message_id())
         return self.mailer.send_one(msg)
+
+
+def nobody(slug: str, counts: outbox.Counts, new_subscribers: bool) -> str:
+    """Why a send would reach no one, in one line that says the issue stays as it was."""
+    who = "new subscriber" if new_subscribers else "active subscriber"
+    if counts.skipped:
+        why = (f"none of the {counts.skipped} {who}(s) chose an area of this issue's papers "
+               "([newsletter] send_when_no_match = true sends them the list anyway)")
+    elif new_subscribers:
+        why = "every active subscriber has a row for it already (sent, or skipped)"
+    else:
+        why = "there is no active subscriber (add or import some first)"
+    state = "nothing added to its send" if new_subscribers else f"{slug} stays unsent"
+    return f"{slug}: nothing to send, {why}; {state}"
 
 
 def oversize(mailer: Mailer, groups: Groups, links: Links, keys: Iterable[str]) -> list[str]:

@@ -80,7 +80,7 @@ class Mailer:
 
     def confirmation(self, to: Recipient, what: Confirmation) -> Outgoing:
         mid, now = self.new_message_id(), self.clock.now()
-        return self._forms(to.email, mid, lambda address: confirmation(self.sender, address, to.name, what, mid, now))
+        return self._forms(to.email, mid, lambda address: confirmation(self.sender, address, what, mid, now))
 
     def _forms(self, address: str, mid: str, build: Callable[[str], bytes], dot_safe: bool = False,
                sender: str | None = None) -> Outgoing:

@@ -3,7 +3,9 @@
 Sent is final. A deferral (4xx, a dropped line, a time-out) is tried again after an exponential
 backoff (``retry_seconds`` · 2^(attempts − 1)) until ``max_attempts`` attempts have been made, then
 the row fails with the last answer. A permanent refusal (5xx) fails at once; a hard bounce
-(``Outcome.BOUNCED``) fails and also stops the address from being mailed again.
+(``Outcome.BOUNCED``) fails and also stops the address from being mailed again. No usable answer
+after the final dot (``Outcome.UNKNOWN``) leaves the row ``unknown``: the relay may have the message,
+so only an operator sends it again (``send --resend-unknown``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class RetryPolicy:
         """The row's next state after its ``attempts``-th attempt ended in ``outcome``."""
         if outcome is Outcome.SENT:
             return Verdict(RowState.SENT)
+        if outcome is Outcome.UNKNOWN:
+            return Verdict(RowState.UNKNOWN)
         if outcome is Outcome.DEFERRED and attempts < self.max_attempts:
             return Verdict(RowState.DEFERRED, timedelta(seconds=self.retry_seconds * 2 ** (attempts - 1)))
         return Verdict(RowState.FAILED, bounced=outcome is Outcome.BOUNCED)

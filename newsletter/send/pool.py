@@ -5,9 +5,10 @@ and headers, 40 to 70 µs measured, and one short transaction) and the rest is w
 relay and the kernel, which threads overlap.
 
 Nothing one row does can stall the rest: an exception while building or sending a message is
-recorded against its row with the reason (failed, or deferred when it may pass later) and the
-thread goes on; an exception outside any row (the database went away) pauses the send with the
-reason and is logged with its traceback. Only a fault of the whole send (``SendFault``: login or
+recorded against its row with the reason (failed, deferred when it may pass later, or unknown when
+the relay went silent after the final dot and may have it: never claimed again) and the thread goes
+on; an exception outside any row (the database went away) pauses the send with the reason and is
+logged with its traceback. Only a fault of the whole send (``SendFault``: login or
 sender refused, a run of refusals) stops the threads, leaving every row not begun queued.
 """
 

@@ -1,8 +1,9 @@
-"""The delivery report of an issue: counts by row state, the send rate, every failure with its answer."""
+"""The delivery report of an issue: counts by row state, the send rate, every failure with its answer, and
+every row whose fate is unknown with its reason (the operator decides whether to resend those)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -30,12 +31,14 @@ class Report:
     failures: list[Failure]
     rate: float | None  # messages per second between the first and the last sent
     feedback: dict[str, int]  # what came back about this issue's messages: bounced, complained, unsubscribed
+    unknown: list[Failure] = field(default_factory=list)  # the relay may have them: never resent on its own
 
     def as_json(self) -> dict[str, object]:
         return {
             "issue": self.issue, "state": self.state, "pause_reason": self.pause_reason,
             "counts": self.counts, "rate_per_second": self.rate,
             "failures": [{"email": f.email, "code": f.code, "answer": f.answer} for f in self.failures],
+            "unknown": [{"email": f.email, "reason": f.answer, "message_id": f.message_id} for f in self.unknown],
             "feedback": self.feedback, "rates": self.rates(),
         }
 
@@ -46,7 +49,7 @@ class Report:
 
 
 def report(conn: Connection, slug: str, max_failures: int = 1000) -> Report | None:
-    """Counts by state, the send rate and the failures with their answers: three small queries."""
+    """Counts by state, the send rate, the failed and the unknown rows with their answers: four small queries."""
     issue = conn.execute(sa.select(t.issues).where(t.issues.c.slug == slug)).first()
     if issue is None:
         return None
@@ -57,15 +60,21 @@ def report(conn: Connection, slug: str, max_failures: int = 1000) -> Report | No
     first, last = conn.execute(sa.select(sa.func.min(o.sent_at), sa.func.max(o.sent_at))
                                .where(o.issue_id == issue.id, o.state == RowState.SENT)).one()
     span = (aware(last) - aware(first)).total_seconds() if first and last else 0
-    failures = conn.execute(sa.select(o.email, o.last_code, o.last_answer, o.message_id)
-                            .where(o.issue_id == issue.id, o.state == RowState.FAILED)
-                            .order_by(o.id).limit(max_failures)).all()
     return Report(
         issue=slug, state=issue.state, pause_reason=issue.pause_reason, counts=counts,
-        failures=[Failure(f.email, f.last_code, f.last_answer or "", f.message_id) for f in failures],
+        failures=rows_in(conn, issue.id, RowState.FAILED, max_failures),
+        unknown=rows_in(conn, issue.id, RowState.UNKNOWN, max_failures),
         rate=round(counts[RowState.SENT] / span, 1) if span > 0 else None,
         feedback=feedback(conn, issue.id, issue.started_at),
     )
+
+
+def rows_in(conn: Connection, iid: int, state: RowState, limit: int) -> list[Failure]:
+    """The issue's rows in ``state`` with their last answer, the first ``limit`` by id (ix_outbox_issue_id_state_id)."""
+    o = t.outbox.c
+    rows = conn.execute(sa.select(o.email, o.last_code, o.last_answer, o.message_id)
+                        .where(o.issue_id == iid, o.state == state).order_by(o.id).limit(limit)).all()
+    return [Failure(r.email, r.last_code, r.last_answer or "", r.message_id) for r in rows]
 
 
 COMPLAINT_LINE = 0.003  # Gmail's bulk-sender rule: keep spam complaints below 0.3 %

@@ -4,7 +4,9 @@ The only module that knows the wire: dot-stuffing, PIPELINING, SMTPUTF8 and 8BIT
 The classification (after GNU Mailman's and listmonk's): a 2xx after DATA is sent; a 4xx, a
 dropped line or a time-out is *deferred* (try again later); a 5xx for the recipient is *failed*,
 and a 5xx that says the mailbox does not exist is a hard bounce; a refusal of the login or of the
-sender is a fault of the whole send (``SendFault``), which pauses it.
+sender is a fault of the whole send (``SendFault``), which pauses it. After the final dot of DATA
+a dropped line, a time-out or an answer that is not SMTP is *unknown*: the relay may have the
+message, so it is never sent again on its own (``_after_dot``).
 """
 
 from __future__ import annotations
@@ -174,11 +176,29 @@ class SmtpTransport:
                 return self._refused_sender(smtp, code, answer)
             smtp.rset()
             return Result(classify(code, answer, at_recipient=refused == 1), code, answer)
-        smtp.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
-        code, resp = smtp.getreply()
+        smtp.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")  # raising: before the dot
+        return self._after_dot(smtp)
+
+    def _after_dot(self, smtp: smtplib.SMTP) -> Result:
+        """The relay's answer to the final dot; without a usable one the message's fate is ``UNKNOWN``.
+
+        The relay may have queued the message and then hung, dropped the line or answered too late:
+        retried, such a relay got 4 duplicates in 12 messages with a 3 s timeout and 1 with 30 s
+        (issue #21). So nothing after the dot is retried, and the line is dropped (a fresh one for
+        the next message): what it would say next is not known either.
+        """
+        try:
+            code, answer = _final_reply(smtp)
+        except OSError as exc:  # SMTPServerDisconnected too; a time-out is an OSError
+            self.drop()
+            return Result(Outcome.UNKNOWN, None, f"no answer after the final dot from {self.cfg.host}:"
+                                                 f"{self.cfg.port}: {type(exc).__name__}: {exc}".strip())
+        if code is None:
+            self.drop()
+            return Result(Outcome.UNKNOWN, None, f"not an SMTP answer after the final dot: {answer}")
         if code == 421:  # accepted nothing and closing: reconnect before the next message
             self.drop()
-        return Result(classify(code, _text(resp), False), code, _text(resp))
+        return Result(classify(code, answer, False), code, answer)
 
     @staticmethod
     def _mail_options(smtp: smtplib.SMTP, smtputf8: bool) -> str:
@@ -196,6 +216,30 @@ class SmtpTransport:
 
 _GOOD = ((250,), (250, 251), (354,))  # the replies that let MAIL, RCPT and DATA go on
 _UNSAFE_ADDRESS = re.compile(r"[\x00-\x20<>\x7f]")  # nothing that could end or split an SMTP command
+
+
+_MAXLINE = 8192  # smtplib's limit for one reply line
+_REPLY_LINE = re.compile(rb"([245][0-9][0-9])(?:([ -]).*)?", re.DOTALL)  # what may answer the final dot
+
+
+def _final_reply(smtp: smtplib.SMTP) -> tuple[int | None, str]:
+    """The answer to the final dot as (code, text), or (None, the whole answer) when it is not an SMTP reply.
+
+    Read here, not by ``getreply``, which gives such a line code -1 and cuts its first 4 characters.
+    Measured on a one-line 250: 1.5 µs against getreply's 0.9 µs, next to ~640 µs a message at 1,564/s.
+    """
+    assert smtp.file is not None  # made by the getreply of DATA's 354
+    lines: list[bytes] = []
+    while True:
+        line = smtp.file.readline(_MAXLINE + 1)
+        if not line:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        lines.append(line)
+        match = _REPLY_LINE.fullmatch(line.rstrip(b"\r\n"))
+        if match is None or len(line) > _MAXLINE:
+            return None, _text(b"".join(lines).strip())
+        if match[2] != b"-":
+            return int(match[1]), _text(b"\n".join(n[4:].strip(b" \t\r\n") for n in lines))
 
 
 @functools.lru_cache(maxsize=16)

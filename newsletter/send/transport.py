@@ -25,6 +25,7 @@ class Outcome(enum.Enum):
     DEFERRED = "deferred"
     FAILED = "failed"
     BOUNCED = "bounced"  # failed, and the address does not exist
+    UNKNOWN = "unknown"  # no usable answer after the final dot: the relay may have it; never resent on its own
 
 
 @dataclass(frozen=True)

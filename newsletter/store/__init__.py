@@ -32,12 +32,12 @@ if TYPE_CHECKING:
 # The newest migration. Every command checks the database against it, and only a database behind
 # it needs Alembic, whose import (with Mako and Pygments) costs 0.2 s a command. A test checks it
 # against Alembic's own script directory.
-HEAD = "0005"
+HEAD = "0006"
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 __all__ = ["engine_for", "connect", "migrate", "current_revision", "head_revision", "meta_get", "meta_secret",
-           "tables"]
+           "meta_claim", "meta_put", "tables"]
 
 
 def engine_for(url: str) -> Engine:
@@ -170,6 +170,26 @@ def meta_secret(conn: Connection, key: str) -> str:
         value = meta_get(conn, key)
     assert value is not None
     return value
+
+
+def meta_claim(conn: Connection, key: str, value: str) -> str:
+    """``key``'s value, set to ``value`` if it had none: of two processes claiming at once, the first wins.
+
+    Read first: most calls find it set, and a read takes no write lock on SQLite.
+    """
+    claimed = meta_get(conn, key)
+    if claimed is None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(insert(tables.meta).values(key=key, value=value).on_conflict_do_nothing())
+        claimed = meta_get(conn, key)
+    assert claimed is not None
+    return claimed
+
+
+def meta_put(conn: Connection, key: str, value: str) -> None:
+    """Set ``key`` to ``value``, whatever it was."""
+    conn.execute(sa.delete(tables.meta).where(tables.meta.c.key == key))
+    conn.execute(sa.insert(tables.meta).values(key=key, value=value))
 
 
 def keyset_pages(conn: Connection, query: sa.Select[Any], key: sa.ColumnElement[int],

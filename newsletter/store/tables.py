@@ -107,6 +107,9 @@ sa.Index("ix_outbox_issue_id_state_id", outbox.c.issue_id, outbox.c.state, outbo
 _DUE_ROWS = sa.and_(outbox.c.state.in_(("queued", "deferred")), outbox.c.claimed_by.is_(None))
 sa.Index("ix_outbox_due", outbox.c.issue_id, outbox.c.id, sqlite_where=_DUE_ROWS, postgresql_where=_DUE_ROWS)
 
+# a bounce or complaint without a VERP token proves itself by the Message-ID it quotes (migration 0006)
+sa.Index("ix_outbox_message_id", outbox.c.message_id)
+
 delivery_attempts = sa.Table(
     "delivery_attempts", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
@@ -122,6 +125,8 @@ approvals = sa.Table(
     "approvals", metadata,
     sa.Column("slug", sa.String(64), primary_key=True),
     sa.Column("approved_at", When, nullable=False),
+    # SHA-256 of the issue file as approved: an edit after approval needs approving again (migration 0006)
+    sa.Column("content_hash", sa.String(64)),
 )
 
 # Every notice `newsletter bounces` took in, with its verdict and what the policy did (migration 0003)
@@ -143,6 +148,9 @@ bounce_log = sa.Table(
     sa.Column("action", sa.Text, nullable=False),             # what the policy did, in words
     sa.Column("raw", sa.LargeBinary),                         # the notice, kept [bounces] keep_raw_days
     sa.Column("raw_until", When),
+    # how the notice proved whom it is about: verp, message-id, signed-link; 'none' = it named someone without
+    # proof and changed nothing (for a person); NULL = nothing to prove (auto-reply, unknown…) (migration 0006)
+    sa.Column("proof", sa.String(16)),
 )
 sa.Index("ix_bounce_log_issue_id_kind", bounce_log.c.issue_id, bounce_log.c.kind)
 sa.Index("ix_bounce_log_outbox_id_kind", bounce_log.c.outbox_id, bounce_log.c.kind)  # the replay check

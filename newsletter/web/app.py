@@ -1,17 +1,8 @@
-"""The Starlette app: sign-up with double opt-in, confirm, unsubscribe, preferences, archive, preview.
+"""The Starlette app: sign-up (signup.py), unsubscribe, preferences, archive, feeds and the editor preview.
 
-Every page that changes something is reached through a signed link (links.py) made with the very
-secret the send engine uses (``links_for``), so the links in the emails verify here. The
-confirmation mail leaves through the send pipeline's one way out (``send.Mailer``): DKIM-signed
-when a key is configured, like every other message. A
-tampered, expired or unknown token gets a plain 400 page and changes nothing. A GET never changes
-anything (link scanners follow GETs): confirm and unsubscribe show one button that POSTs.
-
-Database and SMTP work is blocking, so it runs in Starlette's thread pool; the confirmation email
-is sent in a background task after the response, so the sign-up page answers the same, and in the
-same time, whether or not the address was known. One address gets at most one confirmation mail
-per ``CONFIRM_EVERY`` however many clients ask (``guard.claim_confirmation``, kept in the database
-so every process sees it); the page never tells whether a mail went out.
+Only base_url's host and loopback are answered, and every redirect is built from base_url, never from
+the request's Host header (``guard.middleware``, ``Web.no_route``). The shared helpers (pages,
+database, signed links) are in pages.py.
 """
 
 from __future__ import annotations
@@ -19,23 +10,18 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-import jinja2
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route, Router
+from starlette.types import Receive, Scope, Send
 
 from .. import audience, store
 from ..areas import all_groups, group_key
@@ -43,40 +29,33 @@ from ..areas import group as area_group
 from ..audience import Subscriber
 from ..clock import SYSTEM, Clock
 from ..config import Config
-from ..errors import AudienceError, BadToken, NewsletterError
-from ..links import PREFERENCES, UNSUBSCRIBE, Links, links_for
+from ..errors import AudienceError, NewsletterError
+from ..links import PREFERENCES, UNSUBSCRIBE
 from ..render import Renderer, preview_slots
-from ..send import Mailer, Outcome, Recipient
-from ..send.compose import Confirmation
 from . import feeds, guard, issues
-from .guard import CSP, CSRF_COOKIE, CSRF_FIELD, FRAME_OK, Csrf, SecurityHeaders, SlidingWindow, client_ip, is_loopback
-
-if TYPE_CHECKING:
-    pass
+from .guard import CSP, CSRF_FIELD, FRAME_OK, is_local
+from .pages import STATIC, Pages, strings
+from .signup import SignUp
 
 log = logging.getLogger("newsletter.web")
-T = TypeVar("T")
-STATIC = Path(__file__).with_name("templates")
 PHONE, DESKTOP = 375, 700
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# At most one confirmation mail per address in this time, however many clients ask for one
-# ([web] confirm_every_minutes sets it).
-CONFIRM_EVERY = timedelta(minutes=60)
 
 
 def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[[], float] | None = None,
                now: Clock = SYSTEM, confirm_every: timedelta | None = None) -> Starlette:
     """The web app for ``config``; ``engine`` defaults to the configured database (migrated if SQLite).
 
-    ``clock`` (monotonic seconds) drives the per-client sign-up limit and ``now`` the per-address one,
-    so a test can move time.
+    ``clock`` (monotonic seconds) drives the per-client sign-up limit and ``now`` the per-address and
+    hourly ones, so a test can move time.
     """
+    web = Web(config, engine or store.connect(store.engine_for(config.database_url)))
     every = confirm_every or timedelta(minutes=config.web.confirm_every_minutes)
-    web = Web(config, engine or store.connect(store.engine_for(config.database_url)), clock, now, every)
+    web.signups = s = SignUp(web, clock, now, every)
     routes = [
-        Route("/", web.subscribe_form), Route("/subscribe", web.subscribe_form),
-        Route("/subscribe", web.subscribe, methods=["POST"]),
-        Route("/confirm/{token}", web.confirm_form), Route("/confirm/{token}", web.confirm, methods=["POST"]),
+        Route("/", s.subscribe_form), Route("/subscribe", s.subscribe_form),
+        Route("/subscribe", s.subscribe, methods=["POST"]),
+        Route("/confirm/{token}", s.confirm_form), Route("/confirm/{token}", s.confirm, methods=["POST"]),
         Route("/unsubscribe/{token}", web.unsubscribe_form),
         Route("/unsubscribe/{token}", web.unsubscribe, methods=["POST"]),
         Route("/resubscribe/{token}", web.resubscribe, methods=["POST"]),
@@ -87,157 +66,39 @@ def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[
         Route("/preview/{slug}", web.preview), Route("/preview/{slug}/raw", web.preview_raw),
         Route("/site.css", web.stylesheet),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    app = Starlette(routes=routes, middleware=guard.middleware(config))
+    app.router.redirect_slashes = False  # Starlette's would build its Location from the Host header
+    app.router.default = web.no_route
     app.state.web = web
     return app
 
 
-class Web:
-    """The app's state and its endpoints."""
+class Web(Pages):
+    """The app's state and its endpoints but sign-up's (``signups``)."""
 
-    def __init__(self, config: Config, engine: Engine, clock: Callable[[], float] | None, now: Clock = SYSTEM,
-                 confirm_every: timedelta = CONFIRM_EVERY) -> None:
-        self.config, self.engine = config, engine
-        self.areas = tuple(config.newsletter.areas)
-        self.links: Links = links_for(config, engine)
-        self.mailer = Mailer(config)
-        self.csrf = Csrf(self.links.secret)
-        self.limiter = SlidingWindow(config.web.subscribe_per_hour, 3600.0, clock or time.monotonic)
-        self.confirm_max_age = int(config.web.confirm_hours * 3600)
-        self.now, self.confirm_every = now, confirm_every
+    signups: SignUp
+
+    def __init__(self, config: Config, engine: Engine) -> None:
+        super().__init__(config, engine)
         self.archive_pages = issues.Archive(config)
         self.feeds = feeds.Feeds(config)
-        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(STATIC), autoescape=True,
-                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
-    # --- helpers ---------------------------------------------------------------------------------
+    def redirect(self, path: str, status: int = 307) -> RedirectResponse:
+        """To ``path`` under base_url: the Location never echoes the request's Host header."""
+        return RedirectResponse(f"{self.config.newsletter.base_url}{path}", status)
 
-    def page(self, request: Request, name: str, status: int = 200, headers: dict[str, str] | None = None,
-             background: BackgroundTask | None = None, **ctx: Any) -> HTMLResponse:
-        """A page from web/templates; forms in it get the CSRF field, the browser the cookie."""
-        cookie, new = self.csrf.cookie_value(request)
-        nl = self.config.newsletter
-        body = self.env.get_template(name).render(
-            site=nl.name, identity=nl.identity, lang=nl.language, root=request.scope.get("root_path", ""),
-            csrf_field=CSRF_FIELD, csrf=self.csrf.field_value(cookie), **ctx)
-        response = HTMLResponse(body, status, headers=headers, background=background)
-        if new:
-            response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict",
-                                secure=request.url.scheme == "https", path="/")
-        return response
-
-    def bad_link(self, request: Request) -> HTMLResponse:
-        return self.page(request, "message.html.j2", 400, title="This link does not work",
-                         text="The link is damaged, has expired or is no longer valid. Nothing was changed.")
-
-    def forbidden(self, request: Request) -> HTMLResponse:
-        return self.page(request, "message.html.j2", 403, title="Please try again",
-                         text="The form was too old or did not come from this site. Reload the page and send it again.")
-
-    async def db(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(conn, *args)`` in one transaction, in the thread pool."""
-        def run() -> T:
-            with self.engine.begin() as conn:
-                return fn(conn, *args)
-        return await run_in_threadpool(run)
-
-    async def subscriber(self, kind: str, token: str) -> Subscriber | None:
-        """The subscriber a signed link names, or None (tampered, foreign kind, erased subscriber)."""
-        try:
-            sid = self.links.verify(kind, token)
-        except BadToken:
-            return None
-        return await self.db(audience.get_id, sid)
-
-    def own_link(self, request: Request, kind: str, sid: int) -> str:
-        return f"{request.scope.get('root_path', '')}/{kind}/{self.links.token(kind, sid)}"
-
-    async def form(self, request: Request) -> FormData:
-        return await request.form(max_files=0, max_fields=20)
-
-    # --- sign-up and confirmation ------------------------------------------------------------------
-
-    async def subscribe_form(self, request: Request) -> Response:
-        return self.page(request, "subscribe.html.j2", areas=self.areas, values={"areas": ()})
-
-    async def subscribe(self, request: Request) -> Response:
-        if not self.limiter.allow(client_ip(request)):
-            return self.page(request, "message.html.j2", 429, headers={"Retry-After": "3600"},
-                             title="Too many sign-ups", text="Too many sign-ups from your address. Try again later.")
-        form = await self.form(request)
-        if not self.csrf.valid(request, form.get(CSRF_FIELD)):
-            return self.forbidden(request)
-        email, name, chosen = str(form.get("email", "")), str(form.get("name", "")), _strings(form.getlist("areas"))
-        try:
-            audience.check_signup(email, name, chosen, self.areas)
-        except AudienceError as exc:
-            values = {"email": email, "name": name, "areas": chosen}
-            return self.page(request, "subscribe.html.j2", 400, areas=self.areas, values=values, error=str(exc))
-        task = BackgroundTask(self.signup, email, name, chosen)
-        text = ("If this address can receive our newsletter, we have sent it a link to confirm. "
-                "Open it to start your subscription.")
-        if audience.needs_smtputf8(email.strip()):  # said from the address typed, never from the list
-            text += (" Your address has non-ASCII characters before the @: it can be reached only where every mail "
-                     "server on the way supports internationalized email (SMTPUTF8).")
-        return self.page(request, "message.html.j2", background=task, title="Check your inbox", text=text)
-
-    def signup(self, email: str, name: str, chosen: Sequence[str]) -> None:
-        """After the response: record the sign-up and send the confirmation link, if there is one to send."""
-        try:
-            with self.engine.begin() as conn:
-                now = self.now.now()
-                sub = audience.request_signup(conn, email, name, chosen, self.areas, now)
-                if sub is not None and not guard.claim_confirmation(conn, sub.id, now, self.confirm_every):
-                    log.info("subscriber %d was sent a confirmation link less than %s ago; nothing sent",
-                             sub.id, self.confirm_every)
-                    return
-        except (AudienceError, sa.exc.IntegrityError):  # the same address signing up twice at once
-            log.info("sign-up raced with another for the same address; nothing sent")
-            return
-        if sub is None:
-            return
-        nl = self.config.newsletter
-        what = Confirmation(nl.name, nl.identity, self.links.confirm_url(sub.id), self.config.web.confirm_hours)
-        try:
-            result = self.mailer.send_one(self.mailer.confirmation(Recipient(sub.id, sub.email, sub.name), what))
-        except Exception:  # after the response: nobody else would hear of it
-            log.exception("confirmation email to subscriber %d could not be sent", sub.id)
-            return
-        if result.outcome is not Outcome.SENT:
-            log.warning("confirmation email to subscriber %d not accepted: %s %s", sub.id, result.code, result.answer)
-
-    async def confirmed(self, token: str) -> Subscriber | None:
-        try:
-            sid = self.links.verify_confirm(token, self.confirm_max_age)
-        except BadToken:
-            return None
-        return await self.db(audience.get_id, sid)
-
-    async def confirm_form(self, request: Request) -> Response:
-        sub = await self.confirmed(request.path_params["token"])
-        if sub is None:
-            return self.bad_link(request)
-        return self.page(request, "confirm.html.j2", active=sub.status == "active")
-
-    async def confirm(self, request: Request) -> Response:
-        form = await self.form(request)
-        sub = await self.confirmed(request.path_params["token"])
-        if sub is None:
-            return self.bad_link(request)
-        if not self.csrf.valid(request, form.get(CSRF_FIELD)):
-            return self.forbidden(request)
-        return await self.activated(request, sub.id)
-
-    async def activated(self, request: Request, sid: int) -> Response:
-        sub = await self.db(audience.confirm_id, sid)
-        if sub is None:
-            return self.bad_link(request)
-        if sub.status != "active":  # bounced or blocked: only an operator can change that
-            return self.page(request, "message.html.j2", title="Not activated",
-                             text="This address cannot be subscribed at the moment. Please contact us.")
-        return self.page(request, "message.html.j2", title="You are subscribed",
-                         text="Thank you: the next issue will come to your inbox.",
-                         link=self.own_link(request, PREFERENCES, sid), link_text="Choose your areas")
+    async def no_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """No route matched: ``/archive/`` is sent to ``/archive`` (from base_url), anything else is a 404 page."""
+        request = Request(scope, receive)
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        trimmed = path.rstrip("/")
+        response: Response
+        if trimmed != path and trimmed and _routed(scope["router"], {**scope, "path": trimmed, "root_path": ""}):
+            query = f"?{request.url.query}" if request.url.query else ""
+            response = self.redirect(trimmed + query)
+        else:
+            response = self.message(request, 404, "Not found", "There is no page at this address.")
+        await response(scope, receive, send)
 
     # --- unsubscribe --------------------------------------------------------------------------------
 
@@ -292,7 +153,7 @@ class Web:
             return self.bad_link(request)
         if not self.csrf.valid(request, form.get(CSRF_FIELD)):
             return self.forbidden(request)
-        name, chosen = str(form.get("name", "")), _strings(form.getlist("areas"))
+        name, chosen = str(form.get("name", "")), strings(form.getlist("areas"))
         try:
             updated = await self.db(audience.set_preferences, sub.id, name, chosen, self.areas)
         except AudienceError as exc:
@@ -311,12 +172,23 @@ class Web:
         slug = request.path_params["slug"]
         path = issues.issue_file(self.config, slug) if _SLUG.match(slug) else None
         if path is None or not await self.db(issues.is_published, slug):
-            return self.page(request, "message.html.j2", 404, title="No such issue",
-                             text="There is no sent issue by that name.", link="/archive", link_text="All issues")
-        html = await run_in_threadpool(self.archive_pages.html, path)
+            return self.message(request, 404, "No such issue", "There is no sent issue by that name.",
+                                link="/archive", link_text="All issues")
+        try:
+            html = await run_in_threadpool(self.archive_pages.html, path)
+        except NewsletterError as exc:
+            return self.unshowable(request, path, exc)
         if html is None:
-            return self.page(request, "message.html.j2", 404, title="Empty issue", text="This issue has no papers.")
+            return self.message(request, 404, "Empty issue", "This issue has no papers.")
         return HTMLResponse(html, headers={"Cache-Control": "public, max-age=300"})
+
+    def unshowable(self, request: Request, path: Path, exc: NewsletterError) -> HTMLResponse:
+        """A sent issue whose file (or a template) went bad since: a one-line page for the reader, and for the
+        editor a log line naming the file and field (``content.load_issue``'s message), not a traceback."""
+        log.error("archive page of %s cannot be shown: %s", path, str(exc).replace("\n", "; "))
+        return self.message(request, 503, "This issue cannot be shown",
+                            "This issue cannot be shown at the moment. Please try again later.",
+                            link="/archive", link_text="All issues")
 
     # --- feeds --------------------------------------------------------------------------------------
 
@@ -333,7 +205,7 @@ class Web:
 
     async def atom(self, request: Request) -> Response:
         """The name feed readers guess; one feed has one URL, so this points there."""
-        return RedirectResponse(f"{request.scope.get('root_path', '')}/feed.xml", 301)
+        return self.redirect("/feed.xml", 301)
 
     # --- editor preview -----------------------------------------------------------------------------
 
@@ -343,11 +215,11 @@ class Web:
         if token:
             given = request.query_params.get("token", "")
             return hmac.compare_digest(given.encode(), token.encode())
-        return is_loopback(client_ip(request))
+        return is_local(request)
 
     def preview_refused(self, request: Request) -> HTMLResponse:
-        return self.page(request, "message.html.j2", 403, title="Preview not available",
-                         text="The editor preview is served only on this machine or with the preview token.")
+        return self.message(request, 403, "Preview not available",
+                            "The editor preview is served only on this machine or with the preview token.")
 
     async def preview(self, request: Request) -> Response:
         if not self.preview_allowed(request):
@@ -355,7 +227,7 @@ class Web:
         slug = request.path_params["slug"]
         path = issues.issue_file(self.config, slug) if _SLUG.match(slug) else None
         if path is None:
-            return self.page(request, "message.html.j2", 404, title="No such issue", text=f"No issue file {slug}.")
+            return self.message(request, 404, "No such issue", f"No issue file {slug}.")
         chosen = area_group(request.query_params.get("areas", "").split(","), self.areas)
         width = PHONE if request.query_params.get("width") == str(PHONE) else DESKTOP
         token = request.query_params.get("token", "")
@@ -392,12 +264,13 @@ class Web:
         return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
 
 
+def _routed(router: Router, scope: Scope) -> bool:
+    """Whether a route of ``router`` takes ``scope`` (with any method, as Starlette's own slash redirect asks)."""
+    return any(route.matches(scope)[0] is not Match.NONE for route in router.routes)
+
+
 def _atom(data: bytes) -> Response:
     return Response(data, media_type=feeds.MEDIA_TYPE, headers={"Cache-Control": "public, max-age=300"})
-
-
-def _strings(values: Sequence[object]) -> list[str]:
-    return [v for v in values if isinstance(v, str)]
 
 
 def _masked(email: str) -> str:

@@ -17,10 +17,14 @@ if TYPE_CHECKING:
 
 
 def server(app: Starlette, host: str, port: int, **options: Any) -> uvicorn.Server:
-    """uvicorn for ``app``, its access log without link tokens (``guard.RedactTokens``)."""
+    """uvicorn for ``app``, its access log without link tokens (``guard.RedactTokens``).
+
+    uvicorn's own proxy headers stay off: it would believe X-Forwarded-For from any loopback peer. The
+    app believes it from ``[web] trusted_proxies`` only (``guard.middleware``).
+    """
     import uvicorn
 
-    options = {"proxy_headers": True, "log_level": "info", **options}
+    options = {"proxy_headers": False, "log_level": "info", **options}
     made = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
     guard.redact_access_log()  # after uvicorn.Config, which (re)configures logging
     return made
