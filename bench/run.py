@@ -3,6 +3,7 @@
     python bench/run.py                      # 10,000 and 100,000 subscribers into Postfix's smtp-sink
     python bench/run.py --large              # adds 1,000,000
     python bench/run.py --sizes 200 --naive 5 --sink aiosmtpd   # the smoke test's quick run
+    python bench/run.py --dkim               # DKIM-signed against unsigned, 5,000 subscribers (bench/signed.py)
 
 Prints a table, writes bench/results/results.json and bench/results/chart.png. Postfix's
 smtp-sink / smtp-source come from Debian's postfix package, installed here if missing with the
@@ -104,14 +105,14 @@ def smtp_source(port: int, messages: int, size: int) -> dict[str, float]:
     return {"messages": messages, "seconds": round(wall, 3), "rate": round(messages / wall, 1)}
 
 
-def write_config(folder: Path, port: int) -> Path:
+def write_config(folder: Path, port: int, smtp: str = "") -> Path:
     db = folder / "bench.db"
     config = folder / "config.toml"
     config.write_text(
-        f'[newsletter]\nsecret_key = "bench-secret"\n'
+        f'[newsletter]\nsecret_key = "bench-secret-0123456789abcdef0123456789"\n'
         f'[paths]\nissues = "{REPO / "issues"}"\ntemplates = "{REPO / "templates" / "email"}"\n'
         f'[database]\nurl = "sqlite:///{db}"\n'
-        f'[smtp]\nport = {port}\nconnections = {CONNECTIONS}\ntimeout = 60\n', encoding="utf-8")
+        f'[smtp]\nport = {port}\nconnections = {CONNECTIONS}\ntimeout = 60\n{smtp}', encoding="utf-8")
     return config
 
 
@@ -138,10 +139,10 @@ def measured(args: list[str], config: Path) -> dict[str, float]:
             "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
-def engine_run(port: int, count: int, work: Path) -> dict[str, Any]:
-    folder = work / f"engine-{count}"
+def engine_run(port: int, count: int, work: Path, smtp: str = "", label: str = "") -> dict[str, Any]:
+    folder = work / f"engine-{count}{label}"
     folder.mkdir()
-    config = write_config(folder, port)
+    config = write_config(folder, port, smtp)
     people = folder / "list.csv"
     write_list(people, count)
     imported = measured(["subscribers", "import", str(people)], config)
@@ -206,7 +207,7 @@ def message_sizes(count: int = 2000) -> dict[str, int]:
     issue = load_issue(find_issue(config.path("issues"), "latest"), config.newsletter.areas)
     mailer = Mailer(config)
     groups = Groups(config, issue, mailer.sender)
-    links = Links("bench-secret", config.newsletter.base_url)
+    links = Links("bench-secret-0123456789abcdef0123456789", config.newsletter.base_url)
     rng = random.Random(7)
     sizes = []
     for i in range(count):
@@ -314,14 +315,21 @@ def targets(results: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="10000,100000", help="subscriber counts for the engine runs")
+    parser.add_argument("--sizes", default=None, help="subscriber counts for the engine runs (10000,100000)")
     parser.add_argument("--large", action="store_true", help="add 1,000,000 subscribers")
     parser.add_argument("--naive", type=int, default=300, help="messages for the naive way")
     parser.add_argument("--sink", choices=["smtp-sink", "aiosmtpd"], default="smtp-sink",
                         help="receiving server (aiosmtpd: no Postfix needed, no smtp-source line)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--dkim", action="store_true",
+                        help="DKIM only: the engine unsigned and signed (RSA-2048), on the first of --sizes (5000)")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")] + ([1_000_000] if args.large else [])
+    if args.dkim:
+        import signed  # bench/signed.py, beside this script
+
+        signed.main(args)
+        return
+    sizes = [int(s) for s in (args.sizes or "10000,100000").split(",")] + ([1_000_000] if args.large else [])
     args.out.mkdir(parents=True, exist_ok=True)
     if args.sink == "smtp-sink":
         ensure_postfix_tools()

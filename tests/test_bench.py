@@ -46,3 +46,18 @@ def test_bench_postgres_runs_workers_sqlite_and_claims(pg_url, tmp_path):
     assert [c["due"] for c in results["claims"]] == [200, 2000] and all(c["median_ms"] > 0 for c in results["claims"])
     assert "PostgreSQL workers vs SQLite" in done.stdout and "PG 2 workers / SQLite" in done.stdout
     assert any(line.startswith("claim at 2,000 due rows") for line in done.stdout.splitlines()), done.stdout
+
+
+def test_bench_dkim_runs_signed_and_unsigned_on_a_tiny_list(tmp_path):
+    """bench/run.py --dkim on 40 subscribers prints its table and writes dkim.json: both engine runs sent, the
+    signer's and raw RSA's CPU per message and dkimpy's measured, the CPU target judged."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--dkim", "--sizes", "40",
+                           "--sink", "aiosmtpd", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "dkim.json").read_text(encoding="utf-8"))
+    unsigned, signed = results["engine"]
+    assert (unsigned["label"], signed["label"]) == ("unsigned", "signed") and signed["subscribers"] == 40
+    assert unsigned["rate"] > 0 and signed["rate"] > 0 and signed["send"]["peak_rss_mb"] > 0
+    cpu = results["signing"]
+    assert cpu["messages"] == 40 and cpu["signer_ms"] > 0 and cpu["raw_rsa_ms"] > 0 and cpu["dkimpy_ms"] > 0
+    assert "engine, signed" in done.stdout and any("signing CPU" in line for line in results["targets"])
