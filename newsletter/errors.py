@@ -18,7 +18,9 @@ else is a bug and keeps its traceback.
     │                            errors): the send pauses, the rest stays queued
     ├── NothingToSend            a send that would reach no one (empty list, nobody new): refused,
     │                            nothing recorded, the issue stays as it was
-    └── MailboxError             the bounce mailbox (IMAP) cannot be reached, logged into or written
+    ├── MailboxError             the bounce mailbox (IMAP) cannot be reached, logged into or written
+    └── AccountError             a console user or API token: a wrong password, a locked account, a bad
+                                 role or name
 
 One message's failure is never an exception that leaves the send: it is a ``Result`` recorded
 on that message's outbox row (``send/pool.py``).
@@ -73,3 +75,7 @@ class NothingToSend(NewsletterError):
 
 class MailboxError(NewsletterError):
     """``bounces fetch``: the IMAP server refused us or went away; nothing was deleted that was not stored."""
+
+
+class AccountError(NewsletterError):
+    """A console user or API token cannot do what was asked (wrong password, locked, bad role, unknown)."""

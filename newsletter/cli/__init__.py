@@ -7,9 +7,10 @@
     site         demo, serve
     bounces      bounces receive / fetch / ingest / report           (operators)
     keys         keys status / rotate: the key that signs links      (operators)
+    admin        admin add-user / users / token / audit: the console's users and API tokens (admins)
 """
 
-from . import bounces, issues, keys, sending, site, subscribers  # noqa: F401  (each registers its commands)
+from . import admin, bounces, issues, keys, sending, site, subscribers  # noqa: F401  (each registers its commands)
 from .base import cli
 
 

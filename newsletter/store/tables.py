@@ -156,6 +156,59 @@ sa.Index("ix_bounce_log_issue_id_kind", bounce_log.c.issue_id, bounce_log.c.kind
 sa.Index("ix_bounce_log_outbox_id_kind", bounce_log.c.outbox_id, bounce_log.c.kind)  # the replay check
 sa.Index("ix_bounce_log_raw_until", bounce_log.c.raw_until)                           # forgetting raw notices
 
+ROLES = ("editor", "operator", "admin")  # each may do what the ones before it may (accounts.py)
+
+# The operator's console (migration 0007): its users, the API's tokens, and who did what
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),        # Argon2id (argon2-cffi)
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", When),
+    sa.Column("session_epoch", sa.Integer, nullable=False, server_default="0"),  # +1: every session ends
+    sa.CheckConstraint(f"role IN {ROLES!r}", name="role"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # SHA-256 of a 256-bit random token
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("last_used_at", When),
+    sa.Column("revoked_at", When),
+    sa.CheckConstraint(f"role IN {ROLES!r}", name="role"),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", When, nullable=False),
+    sa.Column("actor", sa.String(80), nullable=False),     # user:<name>, token:<name>, cli
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(320), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+# A subscriber's status changes with their cause (a confirmation, a bounce's diagnostic, an operator's block)
+subscriber_events = sa.Table(
+    "subscriber_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", When, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("cause", sa.Text, nullable=False),
+)
+sa.Index("ix_subscriber_events_subscriber_id_id", subscriber_events.c.subscriber_id, subscriber_events.c.id)
+# a subscriber's page: the messages sent to it, the notices about it
+sa.Index("ix_outbox_subscriber_id", outbox.c.subscriber_id)
+sa.Index("ix_bounce_log_subscriber_id", bounce_log.c.subscriber_id)
+
 # Tables in the same database that the migrations do not own: APScheduler's job store makes its own.
 JOB_TABLE = "apscheduler_jobs"
 NOT_OURS = frozenset({JOB_TABLE})

@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Match, Route, Router
+from starlette.routing import Match, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
 from .. import audience, store
@@ -33,6 +33,8 @@ from ..errors import AudienceError, NewsletterError
 from ..links import PREFERENCES, UNSUBSCRIBE
 from ..render import Renderer, preview_slots
 from . import feeds, guard, issues
+from .console import console_app
+from .console.api import api_app
 from .guard import CSP, CSRF_FIELD, FRAME_OK, is_local
 from .pages import STATIC, Pages, strings
 from .signup import SignUp
@@ -65,6 +67,8 @@ def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[
         Route("/feed.xml", web.feed), Route("/feed/{area}.xml", web.area_feed), Route("/atom.xml", web.atom),
         Route("/preview/{slug}", web.preview), Route("/preview/{slug}/raw", web.preview_raw),
         Route("/site.css", web.stylesheet),
+        Mount("/admin", console_app(config, web.engine, now, clock)),
+        Mount("/api", api_app(config, web.engine, now)),
     ]
     app = Starlette(routes=routes, middleware=guard.middleware(config))
     app.router.redirect_slashes = False  # Starlette's would build its Location from the Host header

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-EDGES = ("feedback", "secrets", "web", "relay", "content", "operators")
+EDGES = ("feedback", "secrets", "web", "relay", "content", "operators", "console")
 BEGIN, END = "<!-- attacks: begin (python -m tests.adversarial.table) -->", "<!-- attacks: end -->"
 
 
