@@ -6,14 +6,18 @@ action and its line are written together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .clock import aware
 from .store import tables as t
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,17 @@ def record(conn: Connection, actor: str, action: str, target: str, now: datetime
     """One line: ``actor`` (``user:ada``, ``token:ci``, ``cli``) did ``action`` to ``target``."""
     conn.execute(t.audit_log.insert().values(at=now, actor=actor[:80], action=action[:64], target=target[:320],
                                              detail=detail[:4000]))
+
+
+def audited(fn: Callable[..., T], actor: str, action: str, target: str, now: datetime,
+            detail: str = "") -> Callable[..., T]:
+    """``fn(conn, *args)`` followed by its audit line, for one transaction: the action and its line are written
+    together or not at all (the console and the API run every change through this)."""
+    def run(conn: Connection, *args: Any) -> T:
+        result = fn(conn, *args)
+        record(conn, actor, action, target, now, detail)
+        return result
+    return run
 
 
 def recent(conn: Connection, limit: int = 50, before: int | None = None, target: str | None = None) -> list[Entry]:

@@ -71,10 +71,7 @@ class Pages:
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` in one transaction, in the thread pool."""
-        def run() -> T:
-            with self.engine.begin() as conn:
-                return fn(conn, *args)
-        return await run_in_threadpool(run)
+        return await in_transaction(self.engine, fn, *args)
 
     async def subscriber(self, kind: str, token: str) -> Subscriber | None:
         """The subscriber a signed link names, or None (tampered, foreign kind, erased subscriber)."""
@@ -100,6 +97,14 @@ class Pages:
                                 "This address cannot be subscribed at the moment. Please contact us.")
         return self.message(request, 200, "You are subscribed", "Thank you: the next issue will come to your inbox.",
                             link=self.own_link(request, PREFERENCES, sid), link_text="Choose your areas")
+
+
+async def in_transaction(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(conn, *args)`` in one transaction, in Starlette's thread pool (database work blocks)."""
+    def run() -> T:
+        with engine.begin() as conn:
+            return fn(conn, *args)
+    return await run_in_threadpool(run)
 
 
 def strings(values: Sequence[object]) -> list[str]:

@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,6 +26,7 @@ from ... import accounts, audit
 from ...clock import SYSTEM, Clock
 from ...config import Config
 from ...errors import NewsletterError
+from ..pages import in_transaction
 from .auth import Who
 
 T = TypeVar("T")
@@ -52,10 +52,7 @@ class ApiBase:
         self.config, self.engine, self.now = config, engine, now
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
-        def run() -> T:
-            with self.engine.begin() as conn:
-                return fn(conn, *args)
-        return await run_in_threadpool(run)
+        return await in_transaction(self.engine, fn, *args)
 
     async def who(self, request: Request) -> Who | None:
         scheme, _, secret = request.headers.get("authorization", "").partition(" ")
@@ -66,11 +63,7 @@ class ApiBase:
 
     async def act(self, who: Who, action: str, target: str, fn: Callable[..., T], *args: Any, detail: str = "") -> T:
         """``fn(conn, *args)`` and its audit line in one transaction."""
-        def run(conn: Connection) -> T:
-            result = fn(conn, *args)
-            audit.record(conn, who.actor, action, target, self.now.now(), detail)
-            return result
-        return await self.db(run)
+        return await self.db(audit.audited(fn, who.actor, action, target, self.now.now(), detail), *args)
 
     async def body(self, request: Request) -> dict[str, Any]:
         """The request's JSON object; 400 for anything else."""

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -96,11 +96,7 @@ class ConsoleBase(Pages):
     async def act(self, who: Who, action: str, target: str, fn: Callable[..., T], *args: Any,
                   detail: str = "") -> T:
         """``fn(conn, *args)`` and its audit line, in one transaction (both or neither)."""
-        def run(conn: Connection) -> T:
-            result = fn(conn, *args)
-            audit.record(conn, who.actor, action, target, self.now.now(), detail)
-            return result
-        return await self.db(run)
+        return await self.db(audit.audited(fn, who.actor, action, target, self.now.now(), detail), *args)
 
     def stamp(self) -> datetime:
         return self.now.now()
