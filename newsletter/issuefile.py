@@ -180,6 +180,12 @@ def text_problems(value: object, loc: Loc = ()) -> Iterator[Problem]:
             yield Problem(loc, f"replace the example value ({EXAMPLE} …)")
 
 
+def scrub(text: str) -> str:
+    """``text`` on one line without what no field may hold (control characters, noncharacters): for text from
+    outside, such as arXiv's metadata, written into an issue file that must then pass ``issue check``."""
+    return " ".join(_IN_LINE.sub(lambda bad: " " if bad[0].isspace() else "", text).split())
+
+
 def _character(char: str) -> str:
     code = ord(char)
     kind = "a noncharacter" if code >= 0xFDD0 else "a control character"
