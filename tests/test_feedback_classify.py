@@ -1,5 +1,6 @@
 """The bounce/complaint/auto-reply classifier on real-world mail (tests/data/feedback, LICENSES.md there), checked
-against Sisimai, plus the inputs it must survive.
+against Sisimai (recipient, reason, hard or soft), plus the inputs it must survive. Vendors' layouts, remote-host
+rules and complaint formats, on notices made here, are in tests/test_feedback_vendors.py.
 
     python -m tests.test_feedback_classify relabel     # rewrite labels.json from a full Sisimai run
 """
@@ -30,6 +31,7 @@ SISIMAI = REPO / "tests" / "sisimai_reference.pl"
 LIVE = ["bounce/sisimai-email-exim-02.eml", "bounce/flufl-qmail_03.eml", "bounce/sisimai-us-office365-01.eml",
         "bounce/sisimai-email-google-02.eml", "bounce/flufl-dsn_17.eml", "bounce/flufl-dumbass_01.eml"]
 Judge = Callable[[bytes], dict[str, bool]]  # a classifier's answer: failed address (lowercased) -> hard
+FOUND, AGREED, REASONS = 0.97, 0.97, 0.92  # floors; measured 98.3 %, 98.3 %, 93.2 % (115, 115, 109 of 117)
 
 
 def samples(kind: str) -> list[str]:
@@ -121,10 +123,21 @@ def test_every_bounce_sample_reads_as_a_bounce_or_unknown():
 
 
 def test_recipients_and_classes_agree_with_sisimai():
-    """On the bounces Sisimai reads, we find its recipient in at least 95 % and agree on hard/soft in 90 %."""
+    """On the bounces Sisimai reads, we find its recipient in at least 97 % and agree on hard/soft in 97 %."""
     found, agreed, misses = agreement(ours)
     report = f"recipient {found:.1%}, hard/soft {agreed:.1%}; misses:\n" + "\n".join(misses)
-    assert found >= 0.95 and agreed >= 0.90, report
+    assert found >= FOUND and agreed >= AGREED, report
+
+
+def test_reasons_agree_with_sisimai():
+    """On the bounces Sisimai reads, its recipient gets Sisimai's reason in at least 92 % (labels.json's reason)."""
+    wrong = []
+    for name, label in sorted(labels().items()):
+        found = {r.address.lower(): r.reason for r in classify((CORPUS / name).read_bytes()).recipients}
+        if found.get(str(label["recipient"]).lower()) != label["reason"]:
+            wrong.append(f"{name}: Sisimai {label['reason']}, we {found.get(str(label['recipient']).lower())}")
+    share = 1 - len(wrong) / len(labels())
+    assert share >= REASONS, f"reason {share:.1%}; misses:\n" + "\n".join(wrong)
 
 
 def test_flufl_alone_finds_less_and_misjudges_more():
@@ -172,7 +185,7 @@ def test_dsn_with_auto_submitted_is_still_a_bounce():
     """A DSN carrying Auto-Submitted: auto-replied (as Postfix's do) is a bounce, read from its report."""
     verdict = classify(dsn(block("reader@example.org"), headers="Auto-Submitted: auto-replied\n"))
     assert verdict.reason == "RFC 3464 DSN"
-    assert only(verdict) == Recipient("reader@example.org", True, "5.1.1", "550 5.1.1 User unknown")
+    assert only(verdict) == Recipient("reader@example.org", True, "5.1.1", "550 5.1.1 User unknown", "userunknown")
 
 
 def test_delayed_dsn_is_soft_with_its_status():
@@ -196,30 +209,36 @@ def test_only_the_failed_recipients_of_a_mixed_dsn_count():
     assert only(verdict).address == "gone@example.org"
 
 
-@pytest.mark.parametrize("status, diagnostic, hard", [
-    ("5.2.2", "552 5.2.2 Mailbox full", False),
-    ("5.0.0", "550 Requested action not taken: mailbox full, over quota", False),
-    ("5.1.1", "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown", True),
-    ("5.7.1", "550 5.7.1 Message blocked by policy", False),
-    ("5.4.4", "Host or domain name not found. Name service error for name=example.invalid", True),
-    ("5.1.10", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found", True),
-    ("5.0.0", "550 5.0.0 Account has been disabled", False),
-    ("4.2.2", "452 4.2.2 Over quota", False),
-    ("5.0.0", "554 delivery error: dd This user doesn't have a yahoo.com account", False),
+# Each (status, diagnostic) in a plain RFC 3464 DSN, with the reason and class Sisimai 4.25.15 gave the same DSN
+# when this was written (tests/sisimai_reference.pl on these very messages).
+@pytest.mark.parametrize("status, diagnostic, reason, hard", [
+    ("5.2.2", "552 5.2.2 Mailbox full", "mailboxfull", False),
+    ("5.0.0", "550 Requested action not taken: mailbox full, over quota", "mailboxfull", False),
+    ("5.1.1", "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown", "userunknown", True),
+    ("5.7.1", "550 5.7.1 Message blocked by policy", "securityerror", False),
+    ("5.4.4", "Host or domain name not found. Name service error for name=example.invalid", "hostunknown", True),
+    ("5.1.10", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found", "filtered", False),
+    ("5.0.0", "550 5.0.0 Account has been disabled", "onhold", False),
+    ("4.2.2", "452 4.2.2 Over quota", "mailboxfull", False),
+    ("5.0.0", "554 delivery error: dd This user doesn't have a yahoo.com account", "filtered", False),
 ])
-def test_hard_and_soft_follow_the_words_before_the_code(status, diagnostic, hard):
-    """The diagnostic's words decide before the status class: a 5.x.x mailbox full is soft, user unknown hard."""
-    assert only(classify(dsn(block("a@example.org", status=status, diagnostic=diagnostic)))).hard is hard
+def test_reason_and_class_are_sisimais(status, diagnostic, reason, hard):
+    """A DSN gets Sisimai's reason and Sisimai's class for it: words before the code, a full mailbox soft."""
+    recipient = only(classify(dsn(block("a@example.org", status=status, diagnostic=diagnostic))))
+    assert (recipient.reason, recipient.hard) == (reason, hard)
 
 
 def test_user_unknown_words_need_rcpt_or_a_code():
-    """"Unknown user" with no code is hard only when the notice shows it came at RCPT TO (Sisimai: filtered)."""
+    """"Unknown user" with no code is userunknown (hard) only when the notice shows it came at RCPT TO; after DATA
+    a content filter writes the same words (Sisimai: filtered, soft)."""
     def notice(words: str) -> bytes:
         return (f"From: MAILER-DAEMON@mx.example.net\nTo: bounces@newsletter.example\nSubject: failure notice\n\n"
                 f"<gone@example.org>:\n{words}\n").encode()
 
-    assert only(classify(notice("550 unknown user"))).hard is False
-    assert only(classify(notice("after RCPT TO:<gone@example.org>: 550 unknown user"))).hard is True
+    assert (only(classify(notice("550 unknown user"))).reason, only(classify(notice("550 unknown user"))).hard) == \
+        ("filtered", False)
+    rcpt = only(classify(notice("after RCPT TO:<gone@example.org>: 550 unknown user")))
+    assert (rcpt.reason, rcpt.hard) == ("userunknown", True)
 
 
 def test_recipient_is_as_found_with_a_lowercased_domain_and_a_short_diagnostic():
@@ -239,7 +258,7 @@ def test_complaint_names_the_to_of_the_original_when_the_report_names_nobody():
            b"From: digest@newsletter.example\nTo: Angry Reader <Angry@Example.ORG>\nSubject: Issue\n\nhi\n--F--\n")
     verdict = classify(raw)
     assert verdict.kind is Kind.COMPLAINT and verdict.reason == "ARF feedback report (abuse)"
-    assert [(r.address, r.hard) for r in verdict.recipients] == [("Angry@example.org", True)]
+    assert [(r.address, r.hard, r.reason) for r in verdict.recipients] == [("Angry@example.org", True, "feedback")]
 
 
 # --- what it must survive --------------------------------------------------------------------------------------

@@ -1,14 +1,6 @@
-"""The text rules behind ``classify``: what marks an auto-reply or an MTA notice, where a failed recipient and
-its status hide in a human-readable bounce, and whether a failure is hard.
-
-Hard or soft follows Sisimai's reasons, because that is what the corpus is measured against: hard means the
-address will never work (userunknown, hostunknown, hasmoved, notaccept); everything else (mailboxfull, blocked,
-filtered, policy, expired, rate limits, spam, too big, suspended, system errors, and "could not tell") is soft.
-The words decide before the status code, because MTAs often put a permanent class on what is not for ever:
-a 5.x.x "mailbox full" is soft, "550 5.7.1 blocked" is soft, "5.1.1 user unknown" is hard. "User unknown"
-alone is hard only with an x.1.x code or when the rejection came at RCPT TO: a content filter after DATA
-writes the same words (Sisimai's "filtered"). With no words and no code the answer is soft: the next bounce
-can still tell that an address is dead, while a wrongly hard verdict loses a reader for good.
+"""The text rules behind ``classify``: what marks an auto-reply or an MTA notice, and where a failed recipient
+and its status hide in a human-readable bounce no vendor parser (``lhost*.py``) claimed. Why it failed, and so
+whether it is hard, is ``reasons.py``'s: Sisimai's reasons and its rule for each.
 """
 
 from __future__ import annotations
@@ -19,49 +11,14 @@ from email.message import Message
 
 from flufl.bounce import all_failures
 
+from . import reasons
+
 MAX_DIAGNOSTIC = 500
 
 # An RFC 3463 failure status (class 4 or 5, subject 0-7), not part of an IP address or a version number.
 STATUS = re.compile(r"(?<![\w.])([45]\.[0-7]\.\d{1,3})(?![\w.]|\.\d)")
+QUOTED = re.compile(r'"[^"@]+"@')
 ADDRESS = re.compile(r"[\w!#$%&'*+/=?^`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-
-# Words that make a failure soft whatever its code says (Sisimai: mailboxfull, mesgtoobig, exceedlimit,
-# blocked, spamdetected, policyviolation, securityerror, rejected, suspend, toomanyconn, systemerror, expired).
-SOFT = re.compile(
-    r"mailbox (is )?full|(box|is) full|mailbox.{0,20}(exceed|over)|quota|insufficient (system )?storage"
-    r"|storage (space|limit|exceeded)|mail ?box space not enough|too many messages"
-    r"|(message|mail)( size)?.{0,20}(too (large|big)|exceeds?)|size limit|exceeds fixed maximum"
-    r"|spam|junk|blocked|block ?list|black ?list|\brbl\b|reputation|policy|not allowed|prohibited|refused"
-    r"|relay(ing)? (denied|not permitted|access denied)|authenticat|\bspf\b|dmarc|dkim|virus|content (filter|rej)"
-    r"|not found, try again|rate limit|too many (connections|recipients|requests)|try (again )?later|temporar"
-    r"|timed? ?out|time-out"
-    r"|suspend|disabled|deactivated|inactive|locked|over (the )?limit|expired|delayed|smtp server of your isp",
-    re.IGNORECASE,
-)
-# Words that make a failure hard wherever they appear: the host does not exist (hostunknown), the address has
-# moved or takes no mail (hasmoved, notaccept), or an MTA's own words for its mailbox lookup failing.
-HARD = re.compile(
-    r"host (or domain name )?not found|domain (name )?not found|unknown (host|domain)|name service error"
-    r"|no such domain|domain (does not|doesn't) exist|nxdomain|no (mx|mail exchanger)|has moved"
-    r"|(does not|doesn't) accept (any )?mail|null mx|recipient name is not recognized"
-    r"|invalid final delivery userid|not listed in (the )?(domino )?directory|no mailbox here by that name"
-    r"|recipientnotfound|address (could not|couldn't|wasn.t) (be )?found|address not found",
-    re.IGNORECASE,
-)
-# Words for an unknown user, which a content filter after DATA also writes: hard only when the notice shows
-# the rejection came at RCPT TO or the code says x.1.x (Sisimai calls the rest "filtered", a soft reason).
-USER = re.compile(
-    r"user(name)? (is )?unknown|unknown (user|recipient|address|local|mailbox)|no such (user|mailbox|recipient"
-    r"|address|account|person)|(user|recipient|mailbox|address|account)( name)? (was )?not found"
-    r"|(recipient|user) not (listed|known|exist)|invalid (recipient|user|mailbox|address)|address rejected"
-    r"|(does not|doesn't|not) exist|no mailbox|mailbox (is )?unavailable|mailbox not available|not a valid"
-    r"|unrouteable|no longer (valid|available|active)|(user|address) (is )?(invalid|unavailable)"
-    r"|bad (destination|recipient)|is not (a )?known user|unknown local part|not our customer|account (is )?closed",
-    re.IGNORECASE,
-)
-AT_RCPT = re.compile(r"rcpt|does not like recipient|recipient address rejected|local recipient table", re.I)
-# Enhanced status codes Sisimai turns into a hard reason when the text does not say otherwise.
-HARD_STATUS = re.compile(r"5\.1\.(0|1|2|3|6|10)$|5\.4\.4$")
 
 BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|non[- ]?deliver|delivery (status notification|failure|failed|problem|error"
@@ -86,7 +43,7 @@ VIA = {"precedence": "auto_reply", "x-autogenerated": "reply", "x-post-messagecl
 
 # Lines that start the returned original: nothing below them is the notice's own word on the failure.
 ORIGINAL = re.compile(
-    r"^\s*-*\s*(below this line is a copy|this is a copy of the message|original message|"
+    r"^[ \t]*-*[ \t]*(below this line is a copy|this is a copy of the message|original message|"
     r"the header of the original|header of the source mail|original message headers|"
     r"returned message|unsent message|undelivered message|content-type: message/rfc822|"
     r"message headers follow|----- ?transcript)",
@@ -98,9 +55,9 @@ LIST_HEAD = re.compile(
     r"|rejected your message to|the following (mail|message)|permanent fatal errors|was undeliverable",
     re.IGNORECASE,
 )
-ANGLE_LINE = re.compile(r"^\s*<([^<>\s]+@[^<>\s]+)>\s*(:|\.\.\.|\s)", re.MULTILINE)
-COLON_LINE = re.compile(r"^\s*([^\s<>:@]+@[A-Za-z0-9.-]+)\s*:", re.MULTILINE)
-FIELD = re.compile(r"^\s*(?:final-recipient|original-recipient|x-actual-recipient)\s*:\s*(?:rfc822\s*;)?\s*<?"
+ANGLE_LINE = re.compile(r"^[ \t]*<([^<>\s]+@[^<>\s]+)>[ \t]*(:|\.\.\.|\s)", re.MULTILINE)
+COLON_LINE = re.compile(r"^[ \t]*([^\s<>:@]+@[A-Za-z0-9.-]+)[ \t]*:", re.MULTILINE)
+FIELD = re.compile(r"^[ \t]*(?:final-recipient|original-recipient|x-actual-recipient)\s*:\s*(?:rfc822\s*;)?\s*<?"
                    r"([^\s<>;]+@[^\s<>;]+)", re.IGNORECASE | re.MULTILINE)
 RCPT = re.compile(r"rcpt to:?\s*<([^<>\s]+@[^<>\s]+)>", re.IGNORECASE)
 TO_LINE = re.compile(r"^to:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
@@ -121,31 +78,16 @@ def status_in(text: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def is_hard(status: str | None, text: str | None, context: str = "") -> bool:
-    """Hard only for an address that will never work; the words count before the code (see the module doc).
-    ``context`` is the rest of the notice, asked only whether the rejection came at RCPT TO."""
-    if status and status.startswith("4"):
-        return False
-    words = " ".join((text or "").split())
-    context = " ".join(context.split())
-    if SOFT.search(words):
-        return False
-    if HARD.search(words):
-        return True
-    coded = bool(status and HARD_STATUS.match(status))
-    if USER.search(words):
-        return coded or bool(AT_RCPT.search(words) or AT_RCPT.search(context))
-    return coded
-
-
 def telling(text: str) -> bool:
-    """Whether the words say anything about the failure (a code, or words a rule knows)."""
-    return any(p.search(text) for p in (STATUS, HARD, USER, SOFT))
+    """Whether the words say anything about the failure: a status code, or words one of Sisimai's reasons knows."""
+    return bool(STATUS.search(text)) or reasons.telling(text)
 
 
 def normalize(address: str) -> str | None:
     """An address as found, its domain lowercased; None for anything that is not one."""
-    address = address.strip().strip("<>\"'()[],;.").removeprefix("mailto:")
+    address = address.strip().strip("<>'()[],;.").removeprefix("mailto:")
+    if not QUOTED.match(address):  # a quoted local part ("a..b"@example.org) keeps its quotes, as Sisimai does
+        address = address.strip('"')
     local, at, domain = address.rpartition("@")
     if not at or not local or "." not in domain or len(address) > 320:
         return None
