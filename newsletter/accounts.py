@@ -18,6 +18,7 @@ person chose: a fast hash of it is as strong as the token, and a lookup by hash 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -41,8 +42,13 @@ MIN_PASSWORD = 12
 TOKEN_PREFIX = "nl_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _hasher = PasswordHasher()
-# A hash to verify against when the name is unknown, so a wrong name costs the time a wrong password does
-_DUMMY = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy() -> str:
+    """A hash to verify against when the name is unknown, so a wrong name costs the time a wrong password does.
+    Made on first use, not at import: hashing costs 0.12 s, and every CLI command imports this module."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ def authenticate(conn: Connection, name: str, password: str, now: datetime) -> U
     row = conn.execute(sa.select(u.id, u.password_hash, u.failed_logins, u.locked_until)
                        .where(u.name == name)).first()
     if row is None:
-        _verify(_DUMMY, password)
+        _verify(_dummy(), password)
         return "wrong name or password"
     if row.locked_until is not None and aware(row.locked_until) > now:
         return f"this account is locked until {aware(row.locked_until):%H:%M} UTC after {MAX_FAILURES} wrong passwords"

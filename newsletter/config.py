@@ -40,6 +40,7 @@ PLACEHOLDER_KEYS = re.compile(r"""
     change[-_ ]?me | placeholder | replace[-_ ]?me | fill[-_ ]?me | insert[-_ ]?here
   | ^(?: (?:your|my|the)?[-_ ]?secret(?:[-_ ]?key)? | password | example | test | dev )$
 """, re.IGNORECASE | re.VERBOSE)
+_SNS_TOPIC = re.compile(r"arn:aws:sns:[a-z0-9-]{1,30}:\d{12}:[A-Za-z0-9_-]{1,256}")
 MIN_KEY_BYTES = 32  # HMAC-SHA1/SHA256 keys: 256 bits, as many as the hash gives back
 MAKE_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
@@ -156,6 +157,29 @@ class BouncesSection(_Section):
     keep_raw_days: float = Field(default=30.0, ge=0)
     raw_bytes_per_day: int = Field(default=64 << 20, ge=0)  # raw notice text one process keeps a day
     receive_per_minute: int = Field(default=300, ge=1)     # `bounces receive`: notices per client per minute
+    # provider webhooks, POST /hooks/<provider> (web/hooks.py): only these answer, the others are 404
+    providers: list[Literal["ses", "mailgun", "postmark", "sendgrid"]] = Field(default_factory=list)
+    hook_max_bytes: int = Field(default=1 << 20, ge=1024)  # a larger webhook body is refused (413)
+    ses_topic_arns: list[str] = Field(default_factory=list)  # the SNS topics whose notifications count
+    mailgun_signing_key: SecretStr = SecretStr("")
+    postmark_user: str = ""
+    postmark_password: SecretStr = SecretStr("")
+    sendgrid_public_key: str = ""  # the Event Webhook's verification key, base64 (as SendGrid shows it)
+
+    @model_validator(mode="after")
+    def _providers_complete(self) -> BouncesSection:
+        """A provider switched on without what verifies its notifications would answer strangers: refused at start."""
+        needs = {"ses": ("ses_topic_arns",), "mailgun": ("mailgun_signing_key",),
+                 "postmark": ("postmark_user", "postmark_password"), "sendgrid": ("sendgrid_public_key",)}
+        for provider in self.providers:
+            for key in needs[provider]:
+                value = getattr(self, key)
+                if not (value.get_secret_value() if isinstance(value, SecretStr) else value):
+                    raise ValueError(f"{key}: required when providers has {provider!r}")
+        for arn in self.ses_topic_arns:
+            if not _SNS_TOPIC.fullmatch(arn):
+                raise ValueError(f"ses_topic_arns: {arn!r} is not arn:aws:sns:<region>:<account>:<topic>")
+        return self
 
     @field_validator("address")
     @classmethod
@@ -217,6 +241,26 @@ class WebSection(_Section):
         return proxies
 
 
+class ArxivSection(_Section):
+    """``newsletter issue add``: arXiv's API (its terms: a request per 3 s at most, a User-Agent naming us) and
+    how its metadata becomes a paper. ``areas`` and ``keywords`` only suggest: the editor decides."""
+
+    api_url: str = Field(default="https://export.arxiv.org/api/query", pattern=r"^https?://\S+$")
+    cache_dir: Path = Path("build/arxiv-cache")  # one JSON file per id asked (2605.01234v2 apart from 2605.01234)
+    min_interval_seconds: float = Field(default=3.0, ge=0)
+    timeout: float = Field(default=30.0, gt=0)
+    user_agent: str = ""  # empty: "newsletter/<version> (<name>; mailto:<address of [newsletter] from>)"
+    max_authors: int = Field(default=5, ge=1)  # the rest become et_al = N
+    areas: dict[str, str] = Field(default_factory=lambda: {
+        "cs.CL": "LLM", "cs.CV": "Vision", "eess.IV": "Vision", "cs.MA": "Agents"})
+    # words of the title or abstract (whole words; an all-capitals one, like RL, in capitals only) → area,
+    # looked for only in papers listed in keyword_categories
+    keywords: dict[str, str] = Field(default_factory=lambda: {
+        "reinforcement learning": "RL", "RL": "RL", "policy optimization": "RL", "agentic": "Agents",
+        "LLM agent": "Agents", "LLM agents": "Agents", "multi-agent": "Agents"})
+    keyword_categories: list[str] = Field(default_factory=lambda: ["cs.LG", "stat.ML", "cs.AI", "cs.CL"])
+
+
 class Config(BaseSettings):
     """The whole configuration. ``root`` is the folder of the config file: relative paths start there."""
 
@@ -232,6 +276,7 @@ class Config(BaseSettings):
     bounces: BouncesSection = Field(default_factory=BouncesSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     web: WebSection = Field(default_factory=WebSection)
+    arxiv: ArxivSection = Field(default_factory=ArxivSection)
     root: Path = Path(".")
     _file: Path = PrivateAttr(default=DEFAULT_CONFIG)
 

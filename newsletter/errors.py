@@ -18,7 +18,11 @@ else is a bug and keeps its traceback.
     │                            errors): the send pauses, the rest stays queued
     ├── NothingToSend            a send that would reach no one (empty list, nobody new): refused,
     │                            nothing recorded, the issue stays as it was
+    ├── ActionRefused            an operator's pause, resume, cancel or send that the issue's state does not
+    │                            allow, or whose typed confirmation is wrong: nothing done
     ├── MailboxError             the bounce mailbox (IMAP) cannot be reached, logged into or written
+    ├── ArxivError               arXiv cannot be reached, answers an error or has no such paper
+    │                            (`issue add`): nothing is written
     └── AccountError             a console user or API token: a wrong password, a locked account, a bad
                                  role or name
 
@@ -73,8 +77,16 @@ class NothingToSend(NewsletterError):
     """A send that would reach no one: refused before anything is recorded, so the issue can still go out."""
 
 
+class ActionRefused(NewsletterError):
+    """An operator's action on a send that does not fit it now (pausing a sent issue, a mistyped date)."""
+
+
 class MailboxError(NewsletterError):
     """``bounces fetch``: the IMAP server refused us or went away; nothing was deleted that was not stored."""
+
+
+class ArxivError(NewsletterError):
+    """``issue add``: arXiv was not reached, answered an error, or does not know an id; the issue file is untouched."""
 
 
 class AccountError(NewsletterError):

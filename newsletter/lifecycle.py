@@ -5,10 +5,15 @@ approve``: the ``approvals`` table, which holds the hash of the bytes approved, 
 needs approving again; ``readiness`` is that rule, written once). Only a ready issue goes to the list; a
 test copy of a draft is what editors send. Once its send starts, the issue has a row in ``issues``:
 
-    draft ──ready/approve──► (ready) ──send──► sending ──► sent
-                                                  │  ▲
-                                  a fault pauses ─▼  │ send again resumes
-                                                paused
+    draft ──ready/approve──► (ready) ──send──► sending ────────────► sent
+                                                  │  ▲                  ▲
+                      a fault or an operator      ▼  │ send again,      │ cancel: the rows still to
+                      (``newsletter pause``) pauses  │ or resume        │ deliver become skipped
+                                                paused ─────────────────┘
+
+A change of state is ``move``: one conditional UPDATE from the states it may leave, so an operator's pause
+and a send's own end, in two processes at once, cannot overwrite each other (send/control.py has the
+operator's side, ``Campaign.finish`` the send's).
 
 Each outbox row (one per subscriber and issue) moves through ``RowState``:
 
@@ -54,6 +59,10 @@ class RowState(enum.StrEnum):
 DUE = (RowState.QUEUED, RowState.DEFERRED)                  # still to deliver
 IN_FLIGHT = (RowState.QUEUED, RowState.SENDING)             # not yet tried, or being tried now
 PUBLISHED = (IssueState.SENDING, IssueState.PAUSED, IssueState.SENT)  # shown in the web archive
+# An operator's pause and cancel give the issue these reasons, naming who (send/control.py): a send's own end
+# never overwrites them, and the weekly job does not resume an operator's pause.
+PAUSED_BY = "paused by "
+CANCELLED_BY = "cancelled by "
 
 
 # --- readiness -----------------------------------------------------------------------------------
@@ -151,6 +160,24 @@ def set_issue_state(conn: Connection, iid: int, state: IssueState, now: datetime
     if state is IssueState.SENT:
         values["finished_at"] = now
     conn.execute(t.issues.update().where(t.issues.c.id == iid).values(**values))
+
+
+def state_of(conn: Connection, iid: int) -> tuple[IssueState, str | None]:
+    """The issue's state and the reason it stopped (a fault's, or ``paused by …``/``cancelled by …``)."""
+    row = conn.execute(sa.select(t.issues.c.state, t.issues.c.pause_reason).where(t.issues.c.id == iid)).one()
+    return IssueState(row.state), row.pause_reason
+
+
+def move(conn: Connection, iid: int, leaving: Iterable[IssueState], state: IssueState, now: datetime,
+         reason: str | None = None) -> bool:
+    """``set_issue_state`` only if the issue is in one of ``leaving`` now; False (nothing written) otherwise.
+    One UPDATE with the condition in it: whoever moves the issue first wins, the other sees False."""
+    values: dict[str, object] = {"state": state, "pause_reason": reason}
+    if state is IssueState.SENT:
+        values["finished_at"] = now
+    i = t.issues.c
+    return conn.execute(t.issues.update().where(i.id == iid, i.state.in_([s.value for s in leaving]))
+                        .values(**values)).rowcount == 1
 
 
 def issues_in(conn: Connection, state: IssueState) -> list[tuple[int, str]]:

@@ -6,6 +6,7 @@ What the job does is a pure decision over (config, now), so tests drive it with 
     no issue file dated in the last 7 days  ─► "no-issue"      never an older issue
     that issue not ready (file or approve)  ─► "not-ready"     approvals: table ``approvals``, by content hash
     its outbox already finished             ─► "already-sent"  nothing happens
+    its send paused by an operator          ─► "paused"        left to them (``newsletter resume``)
     no active subscriber would get it       ─► "nobody"        nothing recorded: not marked sent
     otherwise                               ─► "sent"          (or "paused"/"sending" as the send ends)
 
@@ -29,7 +30,7 @@ import datetime as dt
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -47,7 +48,7 @@ from .config import Config, ScheduleSection, load_config
 from .content import issue_files, load_issue
 from .errors import NothingToSend, NotReady
 from .lifecycle import IssueState
-from .send import Campaign, Mode
+from .send import Campaign, Mode, control
 from .store import tables as t
 from .store.leader import POLL, Leadership, leading
 
@@ -116,6 +117,10 @@ def run_weekly(config: Config, engine: sa.Engine, now: datetime) -> str:
     if state is IssueState.SENT:
         log.info("issue %s was sent already: nothing to do", issue.slug)
         return "already-sent"
+    if state is IssueState.PAUSED and _operator_paused(engine, issue.slug):
+        log.warning("issue %s was paused by an operator: left paused (`newsletter resume %s` goes on)",
+                    issue.slug, issue.slug)
+        return "paused"
     workers = config.schedule.deliver == "workers"
     try:
         run = Campaign(config, engine, issue, path=path, stop=_stop).run(Mode.ENQUEUE if workers else Mode.SEND)
@@ -136,9 +141,16 @@ def run_weekly(config: Config, engine: sa.Engine, now: datetime) -> str:
     return run.report.state
 
 
-def after_approval(config: Config, engine: sa.Engine, slug: str, now: datetime) -> str:
+def _operator_paused(engine: sa.Engine, slug: str) -> bool:
+    with engine.connect() as conn:
+        return control.operator_paused(conn, slug)
+
+
+def after_approval(config: Config, engine: sa.Engine, slug: str, now: datetime,
+                   send_now: Callable[[], str] | None = None) -> str:
     """What approving ``slug`` at ``now`` means for the weekly send, in one line; within the grace of a slot
-    that found it unapproved, it is sent (or enqueued) at once."""
+    that found it unapproved, it is sent (or enqueued) at once: by the weekly job's own code here (the CLI), or by
+    ``send_now`` (the console and the API start it in the background and answer at once)."""
     slot = last_slot(config.schedule, now)
     zone = ZoneInfo(config.schedule.timezone)
     week = week_issue(config, now)
@@ -157,7 +169,7 @@ def after_approval(config: Config, engine: sa.Engine, slug: str, now: datetime) 
         return (f"Approved {slug} {_hours(late)} after its slot ({slot.isoformat()}), beyond grace_hours="
                 f"{config.schedule.grace_hours}: it will not be sent on its own; send it by hand with "
                 f"`newsletter send {slug}`.")
-    outcome = run_weekly(config, engine, now)
+    outcome = send_now() if send_now else run_weekly(config, engine, now)
     return f"Approved {slug} {_hours(late)} after its slot, within grace_hours: sent at once ({outcome})."
 
 

@@ -61,3 +61,14 @@ def test_bench_dkim_runs_signed_and_unsigned_on_a_tiny_list(tmp_path):
     cpu = results["signing"]
     assert cpu["messages"] == 40 and cpu["signer_ms"] > 0 and cpu["raw_rsa_ms"] > 0 and cpu["dkimpy_ms"] > 0
     assert "engine, signed" in done.stdout and any("signing CPU" in line for line in results["targets"])
+
+
+def test_bench_console_runs_and_times_the_dashboard(tmp_path):
+    """bench/console.py on 2,000 subscribers fills its database, times GET /admin/ and says met or MISSED."""
+    out = tmp_path / "console.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "console.py"), "--subscribers", "2000",
+                           "--requests", "5", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["dashboard"]["p95_ms"] > 0 and results["api_issues"]["p50_ms"] > 0
+    assert "GET /admin/ p95" in results["targets"][0]

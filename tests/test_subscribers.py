@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter import audience, store
-from newsletter.audience import subscribers as audience_subscribers
+from newsletter.audience import search as audience_search
 from newsletter.cli import base as cli_base
 from newsletter.cli import cli
 from newsletter.store import tables as t
@@ -315,8 +315,8 @@ def test_list_search_and_stream_on_both_databases(db_url):
                 audience.add(conn, f"P{n}@example.org", f"Person Nº{n}", "", AREAS)
             audience.add(conn, "other@example.com", "Someone", "", AREAS)
         with engine.connect() as conn:
-            every = [s.email for s in audience_subscribers.iter_listing(conn, AREAS, search="PERSON", batch=2)]
-            three = [s.email for s in audience_subscribers.iter_listing(conn, AREAS, search="p", limit=3, batch=2)]
+            every = [s.email for s in audience_search.iter_listing(conn, AREAS, search="PERSON", batch=2)]
+            three = [s.email for s in audience_search.iter_listing(conn, AREAS, search="p", limit=3, batch=2)]
             page = audience.listing(conn, AREAS, limit=2, search="p3@EXAMPLE")
     finally:
         engine.dispose()

@@ -18,9 +18,11 @@ from sqlalchemy.engine import Connection
 
 from ..clock import aware
 from ..store import tables as t
+from .events import change_status
 from .subscribers import suppress
 
 REASON_MAX = 500
+BOUNCEABLE = ("pending", "active", "unsubscribed")  # blocked stays blocked, bounced stays bounced
 
 
 def soft_score(score: int, last: datetime | None, now: datetime, window: timedelta) -> int:
@@ -37,10 +39,9 @@ def mark_bounced(conn: Connection, subscriber_id: int, now: datetime, reason: st
 
     True when this changed the status (an active, pending or unsubscribed subscriber).
     """
-    s = t.subscribers.c
-    return conn.execute(t.subscribers.update().where(s.id == subscriber_id, s.status.not_in(("blocked", "bounced")))
-                        .values(status="bounced", status_reason=reason[:REASON_MAX] or None,
-                                updated_at=now)).rowcount == 1
+    cause = reason or "hard bounce: the relay refused the address when sending"
+    return change_status(conn, subscriber_id, "bounced", cause, now, only_from=BOUNCEABLE,
+                         status_reason=reason[:REASON_MAX] or None)
 
 
 def add_soft_bounce(conn: Connection, subscriber_id: int, now: datetime, window: timedelta, threshold: int,
@@ -61,10 +62,8 @@ def add_soft_bounce(conn: Connection, subscriber_id: int, now: datetime, window:
 
 def complained(conn: Connection, subscriber_id: int, email: str, now: datetime, reason: str) -> bool:
     """A spam complaint: unsubscribed at once and on the suppression list; True when it was subscribed."""
-    s = t.subscribers.c
-    changed = conn.execute(t.subscribers.update().where(s.id == subscriber_id, s.status.in_(("active", "pending")))
-                           .values(status="unsubscribed", unsubscribed_at=now, status_reason=reason[:REASON_MAX],
-                                   updated_at=now)).rowcount == 1
+    changed = change_status(conn, subscriber_id, "unsubscribed", reason, now, only_from=("active", "pending"),
+                            unsubscribed_at=now, status_reason=reason[:REASON_MAX])
     if email:
         suppress(conn, email, "complaint", now)
     return changed

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import io
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,13 +20,14 @@ from pathlib import Path
 from typing import IO
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from ..clock import utcnow
 from ..errors import AudienceError
 from ..store import keyset_pages, meta_secret
 from ..store import tables as t
 from ..store.oncursor import OnCursor
+from .events import note_imported
 from .subscribers import (
     INACTIVE,
     _Rejected,
@@ -63,10 +66,14 @@ class _Good:
 
 
 def import_csv(conn: Connection, path: Path, known: Sequence[str], *, strict: bool = False,
-               dry_run: bool = False, progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Import a CSV file inside the caller's transaction; roll back yourself unless ``result.written``."""
+               dry_run: bool = False, progress: Callable[[int], None] | None = None, cause: str = "") -> ImportResult:
+    """Import a CSV file inside the caller's transaction; roll back yourself unless ``result.written``.
+
+    ``cause`` is the first event of each new subscriber (default: ``imported from <file name>``).
+    """
     result = ImportResult()
     now = utcnow()
+    cause = cause or f"imported from {path.name}"
     pending: list[tuple[int, _Good]] = []
     with _Seen() as seen:
         for line, item in _rows(path, known, result):
@@ -78,15 +85,24 @@ def import_csv(conn: Connection, path: Path, known: Sequence[str], *, strict: bo
                 if needs_smtputf8(item.email):
                     result.needs_smtputf8.append(line)
             if len(pending) >= BATCH:
-                _write_batch(conn, seen.first_of_each(pending, result), result, now)
+                _write_batch(conn, seen.first_of_each(pending, result), result, now, cause)
                 pending = []
             if progress and result.rows % BATCH == 0:
                 progress(result.rows)
-        _write_batch(conn, seen.first_of_each(pending, result), result, now)
+        _write_batch(conn, seen.first_of_each(pending, result), result, now, cause)
     result.rejected.sort()
     if progress:
         progress(result.rows)
     result.written = not dry_run and not (strict and result.rejected)
+    return result
+
+
+def check(engine: Engine, path: Path, known: Sequence[str]) -> ImportResult:
+    """What importing ``path`` would do, with its line errors, in a transaction of its own that is always rolled
+    back: the console's preview before its import and the API's ``dry_run``."""
+    with engine.connect() as conn, conn.begin() as txn:
+        result = import_csv(conn, path, known, dry_run=True)
+        txn.rollback()
     return result
 
 
@@ -168,8 +184,8 @@ def _check(fields: list[str], header: list[str], index: dict[str, int], known: S
     if len(fields) > len(header):
         return f"{len(fields)} fields, the header has {len(header)}"
     try:
-        email = normalize_email(fields[index["email"]])
-        name = clean_name(fields[index["name"]]) if "name" in index else ""
+        email = normalize_email(unescape(fields[index["email"]]))
+        name = clean_name(unescape(fields[index["name"]])) if "name" in index else ""
         areas = join_areas(parse_areas(fields[index["areas"]], known)) if "areas" in index else ""
     except _Rejected as exc:
         return str(exc)
@@ -184,7 +200,7 @@ _IMPORTED = OnCursor(t.subscribers.insert().values(
     updated_at=sa.bindparam("now")))
 
 
-def _write_batch(conn: Connection, batch: list[_Good], result: ImportResult, now: datetime) -> None:
+def _write_batch(conn: Connection, batch: list[_Good], result: ImportResult, now: datetime, cause: str) -> None:
     """One lookup of the batch's addresses and hashes, then bulk inserts and updates."""
     if not batch:
         return
@@ -210,6 +226,7 @@ def _write_batch(conn: Connection, batch: list[_Good], result: ImportResult, now
             updates.append({"b_id": old.id, "b_name": good.name, "b_areas": good.areas, "b_now": now})
     if inserts:
         _IMPORTED.run_many(conn, inserts, {"now": now})
+        note_imported(conn, [row["email_key"] for row in inserts], cause, now)
     if updates:
         conn.execute(t.subscribers.update().where(s.id == sa.bindparam("b_id")).values(
             name=sa.bindparam("b_name"), areas=sa.bindparam("b_areas"), updated_at=sa.bindparam("b_now")), updates)
@@ -225,11 +242,43 @@ def export_csv(conn: Connection, out: IO[str], status: str = "active") -> int:
 
     ``out`` is the caller's: ``subscribers export FILE`` creates it readable by its owner only.
     """
-    writer = csv.writer(out, lineterminator="\r\n")
+    count = 0
+    for text, rows in export_chunks(conn, status):
+        out.write(text)
+        count += rows
+    return count
+
+
+def export_chunks(conn: Connection, status: str = "active") -> Iterator[tuple[str, int]]:
+    """The export as CSV text, a header then one chunk per keyset page of ``BATCH`` rows (with its row count): the
+    console streams these, ``export_csv`` writes them to a file. Every cell goes through ``escape``."""
+    if status not in t.SUBSCRIBER_STATUSES:
+        raise AudienceError(f"status: {status!r} is not one of {', '.join(t.SUBSCRIBER_STATUSES)}")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     s = t.subscribers.c
-    count = 0
     for rows in keyset_pages(conn, sa.select(s.id, s.email, s.name, s.areas).where(s.status == status), s.id, BATCH):
-        writer.writerows((r.email, r.name, r.areas) for r in rows)
-        count += len(rows)
-    return count
+        writer.writerows((escape(r.email), escape(r.name), r.areas) for r in rows)
+        yield buffer.getvalue(), len(rows)
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue(), 0
+
+
+# A cell a spreadsheet would run as a formula (=HYPERLINK(…), +cmd, -1+1, @SUM, a tab or CR first): OWASP's
+# "CSV injection". An address may begin with = + - (they are allowed before the @-sign) and a name with anything,
+# so the export writes such a cell with a ' before it, which a spreadsheet shows as text, and the import takes
+# one ' off again: every cell imports back as it was, a cell that already began with quotes included.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+
+
+def escape(cell: str) -> str:
+    """A cell a spreadsheet will not run: ``'`` before one that would start a formula."""
+    return "'" + cell if _FORMULA.match(cell) else cell
+
+
+def unescape(cell: str) -> str:
+    """``escape`` undone: the export's leading ``'`` taken off again."""
+    return cell[1:] if cell.startswith("'") and _FORMULA.match(cell) else cell

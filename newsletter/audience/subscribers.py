@@ -1,6 +1,7 @@
-"""Subscribers: add, choose areas, unsubscribe, erase, sign up on the web, and the suppression list.
+"""Subscribers: add, choose areas, unsubscribe, block, erase, sign up on the web, and the suppression list.
 
-The one owner of subscriber state. Addresses are normalized by email-validator and compared
+The one owner of subscriber state; every change of a status goes through ``events.change_status`` with its cause,
+which the console shows as the subscriber's history. Addresses are normalized by email-validator and compared
 casefolded (``email_key``), so ``Ada@Example.org`` and ``ada@example.org`` are one subscriber.
 
 Suppression: erasing a subscriber removes every personal field and keeps only an HMAC-SHA256 of the
@@ -18,21 +19,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .. import areas as area_names
-from ..clock import utcnow
+from ..clock import aware, utcnow
 from ..errors import AudienceError
-from ..store import keyset_pages, meta_secret
+from ..store import meta_secret
 from ..store import tables as t
+from . import events
 
 NAME_MAX = 200
 LOCAL_PART_MAX = 64  # octets before the @-sign (RFC 5321 4.5.3.1.1)
@@ -54,6 +55,18 @@ class Subscriber:
     created_at: datetime
     confirmed_at: datetime | None
     unsubscribed_at: datetime | None
+
+    def as_json(self) -> dict[str, object]:
+        """For scripts (``subscribers list --json``, the API): areas as a list (``[]`` = all areas), times in
+        ISO 8601 UTC or None."""
+        return {"email": self.email, "name": self.name, "areas": list(self.areas), "status": self.status,
+                "source": self.source, "created_at": _iso(self.created_at), "confirmed_at": _iso(self.confirmed_at),
+                "unsubscribed_at": _iso(self.unsubscribed_at)}
+
+
+def _iso(at: datetime | None) -> str | None:
+    """ISO 8601 with its UTC offset: SQLite gives the stored UTC time back naive, PostgreSQL aware."""
+    return None if at is None else aware(at).astimezone(UTC).isoformat()
 
 
 # --- values ------------------------------------------------------------------------------------
@@ -177,8 +190,12 @@ def _require(conn: Connection, email: str) -> Subscriber:
 
 
 def add(conn: Connection, email: str, name: str, areas: str | Sequence[str], known: Sequence[str],
-        source: str = "cli", status: str = "active", now: datetime | None = None) -> Subscriber:
-    """Add one subscriber; an address already listed or on the suppression list is refused."""
+        source: str = "cli", status: str = "active", now: datetime | None = None, cause: str = "") -> Subscriber:
+    """Add one subscriber; an address already listed or on the suppression list is refused.
+
+    ``source`` is where it came from (``cli``: an operator by hand, through the CLI, the console or the API);
+    ``cause`` is its first event (``added by user:ada``).
+    """
     now = now or utcnow()
     try:
         address, clean, chosen = normalize_email(email), clean_name(name), parse_areas(areas, known)
@@ -194,18 +211,24 @@ def add(conn: Connection, email: str, name: str, areas: str | Sequence[str], kno
         source=source, created_at=now, updated_at=now, confirmed_at=now if status == "active" else None))
     found = get(conn, address)
     assert found is not None
+    events.note(conn, found.id, status, cause or f"added ({source})", now)
     return found
 
 
 def set_areas(conn: Connection, email: str, areas: str | Sequence[str], known: Sequence[str]) -> Subscriber:
-    sub = _require(conn, email)
+    return set_areas_id(conn, _require(conn, email).id, areas, known)
+
+
+def set_areas_id(conn: Connection, subscriber_id: int, areas: str | Sequence[str], known: Sequence[str]) -> Subscriber:
+    """Choose the areas (``()`` or ``''``: all of them); the next send groups the subscriber by them."""
+    sub = _require_id(conn, subscriber_id)
     try:
         chosen = parse_areas(areas, known)
     except _Rejected as exc:
-        raise _user_error(exc, email) from None
+        raise _user_error(exc, sub.email) from None
     conn.execute(t.subscribers.update().where(t.subscribers.c.id == sub.id)
                  .values(areas=join_areas(chosen), updated_at=utcnow()))
-    return _require(conn, email)
+    return _require_id(conn, sub.id)
 
 
 def set_name(conn: Connection, subscriber_id: int, name: str) -> None:
@@ -217,19 +240,46 @@ def set_name(conn: Connection, subscriber_id: int, name: str) -> None:
                  .values(name=clean, updated_at=utcnow()))
 
 
-def unsubscribe(conn: Connection, email: str, now: datetime | None = None) -> Subscriber:
+def unsubscribe(conn: Connection, email: str, now: datetime | None = None,
+                cause: str = "unsubscribed by cli") -> Subscriber:
     sub = _require(conn, email)
-    return unsubscribe_id(conn, sub.id, now) or sub
+    return unsubscribe_id(conn, sub.id, now, cause) or sub
 
 
-def unsubscribe_id(conn: Connection, subscriber_id: int, now: datetime | None = None) -> Subscriber | None:
+def unsubscribe_id(conn: Connection, subscriber_id: int, now: datetime | None = None,
+                   cause: str = "unsubscribed with the link in a message") -> Subscriber | None:
     """Unsubscribe by id (the signed link carries the id); repeating it changes nothing."""
     now = now or utcnow()
-    s = t.subscribers.c
-    conn.execute(t.subscribers.update().where(s.id == subscriber_id, s.status.in_(("active", "pending")))
-                 .values(status="unsubscribed", unsubscribed_at=now, updated_at=now))
-    row = conn.execute(sa.select(t.subscribers).where(s.id == subscriber_id)).first()
-    return _record(row) if row else None
+    events.change_status(conn, subscriber_id, "unsubscribed", cause, now, only_from=("active", "pending"),
+                         unsubscribed_at=now)
+    return get_id(conn, subscriber_id)
+
+
+def unsubscribe_by_operator(conn: Connection, subscriber_id: int, cause: str,
+                            now: datetime | None = None) -> Subscriber:
+    """The console's and the API's unsubscribe: by id, an unknown id an error; repeating it changes nothing."""
+    found = unsubscribe_id(conn, _require_id(conn, subscriber_id).id, now, cause)
+    assert found is not None
+    return found
+
+
+def block(conn: Connection, subscriber_id: int, cause: str, now: datetime | None = None) -> Subscriber:
+    """An operator's block: never mailed, never reactivated by an import, a sign-up or a link, until unblocked."""
+    sub = _require_id(conn, subscriber_id)
+    if sub.status == "blocked":
+        raise AudienceError(f"{sub.email}: blocked already")
+    events.change_status(conn, sub.id, "blocked", cause, now or utcnow(), only_from=(sub.status,))
+    return _require_id(conn, subscriber_id)
+
+
+def unblock(conn: Connection, subscriber_id: int, cause: str, now: datetime | None = None) -> Subscriber:
+    """Lift a block: the subscriber gets back the status it had before it (``events.status_before_block``)."""
+    sub = _require_id(conn, subscriber_id)
+    if sub.status != "blocked":
+        raise AudienceError(f"{sub.email}: not blocked (status {sub.status})")
+    events.change_status(conn, sub.id, events.status_before_block(conn, sub.id), cause, now or utcnow(),
+                         only_from=("blocked",))
+    return _require_id(conn, subscriber_id)
 
 
 # --- web sign-up (double opt-in) and the signed links ----------------------------------------------
@@ -253,6 +303,13 @@ def get_id(conn: Connection, subscriber_id: int) -> Subscriber | None:
     return _record(row) if row else None
 
 
+def _require_id(conn: Connection, subscriber_id: int) -> Subscriber:
+    found = get_id(conn, subscriber_id)
+    if found is None:
+        raise AudienceError(f"no subscriber #{subscriber_id}")
+    return found
+
+
 def request_signup(conn: Connection, email: str, name: str, areas: str | Sequence[str], known: Sequence[str],
                    now: datetime | None = None) -> Subscriber | None:
     """A web sign-up: the subscriber to send a confirmation link to, or None to send nothing."""
@@ -262,7 +319,8 @@ def request_signup(conn: Connection, email: str, name: str, areas: str | Sequenc
     if existing is None:
         if is_suppressed(conn, address):
             return None
-        return add(conn, address, clean, chosen, known, source="web", status="pending", now=now)
+        return add(conn, address, clean, chosen, known, source="web", status="pending", now=now,
+                   cause="signed up on the web; waiting for the confirmation link")
     if existing.status == "pending":
         conn.execute(t.subscribers.update().where(t.subscribers.c.id == existing.id)
                      .values(name=clean, areas=chosen, updated_at=now))
@@ -270,12 +328,12 @@ def request_signup(conn: Connection, email: str, name: str, areas: str | Sequenc
     return existing if existing.status == "unsubscribed" else None
 
 
-def confirm_id(conn: Connection, subscriber_id: int, now: datetime | None = None) -> Subscriber | None:
+def confirm_id(conn: Connection, subscriber_id: int, now: datetime | None = None,
+               cause: str = "confirmed with the link in the confirmation email") -> Subscriber | None:
     """The owner proved the address (a confirmation or resubscribe link): pending/unsubscribed → active."""
     now = now or utcnow()
-    s = t.subscribers.c
-    conn.execute(t.subscribers.update().where(s.id == subscriber_id, s.status.in_(("pending", "unsubscribed")))
-                 .values(status="active", confirmed_at=now, unsubscribed_at=None, updated_at=now))
+    events.change_status(conn, subscriber_id, "active", cause, now, only_from=("pending", "unsubscribed"),
+                         confirmed_at=now, unsubscribed_at=None)
     return get_id(conn, subscriber_id)
 
 
@@ -292,92 +350,32 @@ def set_preferences(conn: Connection, subscriber_id: int, name: str, areas: str 
 
 
 def delete(conn: Connection, email: str, now: datetime | None = None) -> None:
-    """Erase a subscriber: the row goes, the delivery log forgets the address, the hash stays."""
+    """Erase a subscriber by address (``subscribers delete``)."""
+    erase(conn, _require(conn, email), now)
+
+
+def delete_id(conn: Connection, subscriber_id: int, now: datetime | None = None) -> Subscriber:
+    """Erase a subscriber by id (the console, the API); the record as it was, for the caller's message."""
+    sub = _require_id(conn, subscriber_id)
+    erase(conn, sub, now)
+    return sub
+
+
+def erase(conn: Connection, sub: Subscriber, now: datetime | None = None) -> None:
+    """Erase a subscriber: the row and its history go, the delivery and bounce logs forget the address, the
+    audit log's lines name it no more, and the hash stays on the suppression list."""
     now = now or utcnow()
-    sub = _require(conn, email)
-    o, a = t.outbox.c, t.delivery_attempts.c
+    o, a, b, log = t.outbox.c, t.delivery_attempts.c, t.bounce_log.c, t.audit_log.c
     rows = sa.select(o.id).where(o.subscriber_id == sub.id).scalar_subquery()
     # an SMTP answer may quote the address ("550 <x@y>: user unknown"): strip it from the log too
     conn.execute(t.delivery_attempts.update().where(a.outbox_id.in_(rows))
                  .values(answer=sa.func.replace(a.answer, sub.email, "[erased]")))
     conn.execute(t.outbox.update().where(o.subscriber_id == sub.id).values(
         email="", name="", last_answer=sa.func.replace(o.last_answer, sub.email, "[erased]")))
+    named = sa.or_(b.subscriber_id == sub.id, sa.func.lower(b.recipient) == sub.email.lower())  # unproven ones too
+    conn.execute(t.bounce_log.update().where(named).values(
+        recipient=None, raw=None, raw_until=None, diagnostic=sa.func.replace(b.diagnostic, sub.email, "[erased]")))
+    conn.execute(t.audit_log.update().where(sa.func.lower(log.target) == sub.email.lower())
+                 .values(target=f"subscriber #{sub.id} (erased)"))
     conn.execute(t.subscribers.delete().where(t.subscribers.c.id == sub.id))
     suppress(conn, sub.email, "erased", now)
-
-
-# --- listing -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Listing:
-    subscribers: list[Subscriber]
-    matching: int                      # how many match the filters (the list may be truncated)
-    by_status: dict[str, int]          # over the whole list
-    by_area: dict[str, int]            # active subscribers who get each area in full
-
-
-def listing(conn: Connection, known: Sequence[str], area: str | None = None, status: str | None = None,
-            limit: int | None = 100, search: str | None = None) -> Listing:
-    """The first ``limit`` matches (None: all) in id order, how many match, and the whole list's counts."""
-    where = _filters(known, area, status, search)
-    s = t.subscribers.c
-    rows = conn.execute(sa.select(t.subscribers).where(*where).order_by(s.id).limit(limit)).all()
-    matching = conn.scalar(sa.select(sa.func.count()).select_from(t.subscribers).where(*where)) or 0
-    by_status = dict.fromkeys(t.SUBSCRIBER_STATUSES, 0)
-    by_status.update(dict(conn.execute(sa.select(s.status, sa.func.count()).group_by(s.status)).all()))
-    return Listing([_record(r) for r in rows], matching, by_status, _area_counts(conn, known))
-
-
-def iter_listing(conn: Connection, known: Sequence[str], area: str | None = None, status: str | None = None,
-                 limit: int | None = None, search: str | None = None, batch: int = 1000) -> Iterator[Subscriber]:
-    """The same matches as ``listing``, streamed in keyset pages of ``batch`` (a million rows, flat memory)."""
-    query = sa.select(t.subscribers).where(*_filters(known, area, status, search))
-    size = batch if limit is None else max(1, min(batch, limit))
-    rows = (row for page in keyset_pages(conn, query, t.subscribers.c.id, size) for row in page)
-    yield from (_record(r) for r in itertools.islice(rows, limit))
-
-
-def _filters(known: Sequence[str], area: str | None, status: str | None,
-             search: str | None) -> list[sa.ColumnElement[bool]]:
-    """The WHERE clauses of ``subscribers list``, shared by the page, its count and the stream.
-
-    ``search`` is a substring of the address or the name, without regard to case: the address is
-    matched on ``email_key`` (casefolded in Python, so exact for any script), the name through SQL
-    ``lower()``, which SQLite applies to ASCII letters only (PostgreSQL to all). ``%`` and ``_`` in
-    it are literal. A LIKE '%…%' reads every row: fine for a command a person runs.
-    """
-    s = t.subscribers.c
-    where: list[sa.ColumnElement[bool]] = []
-    if status:
-        where.append(s.status == status)
-    if area:
-        try:
-            chosen = parse_areas(area, known)
-        except _Rejected as exc:
-            raise AudienceError(f"--area: {exc}") from None
-        if len(chosen) > 1:
-            raise AudienceError(f"--area: one area at a time (got {area!r})")
-        if chosen:  # '' (all areas) receives every area
-            where.append(sa.or_(s.areas == "", (sa.literal(";") + s.areas + ";").contains(f";{chosen[0]};")))
-    if search and search.strip():
-        needle = search.strip()
-        where.append(sa.or_(s.email_key.contains(needle.casefold(), autoescape=True),
-                            sa.func.lower(s.name).contains(needle.lower(), autoescape=True)))
-    return where
-
-
-def _area_counts(conn: Connection, known: Sequence[str]) -> dict[str, int]:
-    s = t.subscribers.c
-    per_set = conn.execute(sa.select(s.areas, sa.func.count()).where(s.status == "active").group_by(s.areas)).all()
-    counts = dict.fromkeys(known, 0)
-    for areas, n in per_set:
-        for area in split_areas(areas) or known:
-            if area in counts:
-                counts[area] += n
-    return counts
-
-
-def active_count(conn: Connection) -> int:
-    return conn.scalar(sa.select(sa.func.count()).select_from(t.subscribers)
-                       .where(t.subscribers.c.status == "active")) or 0

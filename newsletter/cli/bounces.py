@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 
 import click
 from rich.table import Table
 
 from ..feedback.ingest import Feedback, Notice, NotStored, describe, judge
-from ..feedback.report import bounce_report, notice
+from ..feedback.report import bounce_report, notice, printable
 from ..feedback.sources import Unreadable, notices
 from .base import Group, State, cli, console, log_to_stdout, pass_state, stop_on_signals
-
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @cli.group(cls=Group)
@@ -121,6 +118,8 @@ def bounces_report(state: State, issue: str | None, as_json: bool) -> None:
     console.print("By verdict: " + (", ".join(f"{k} {v}" for k, v in sorted(found.by_kind.items())) or "none"))
     console.print("Bounces: " + (", ".join(f"{k} {v}" for k, v in sorted(found.by_class.items())) or "none")
                   + f"; ignored (forged, replayed, never sent): {found.ignored}")
+    if found.by_reason:  # Sisimai's reasons: userunknown, hostunknown and hasmoved are hard, the rest soft
+        console.print("By reason: " + ", ".join(f"{k} {v}" for k, v in found.by_reason.items()))
     console.print(f"Unproven (named someone without proof the engine mailed them; nothing done): {found.unproven}")
     table = Table("domain", "hard", "soft", "complaints", title="By recipient domain")
     for domain, hard, soft, complaints in found.by_domain:
@@ -145,10 +144,6 @@ def bounces_show(state: State, notice_id: int) -> None:
     if found is None:
         raise click.ClickException(f"no notice #{notice_id} in the bounce log")
     kept, raw = found
-    click.echo(_printable(kept.line()))
-    click.echo(_printable(raw.decode("utf-8", "replace")) if raw is not None else "(its raw text is no longer kept)")
+    click.echo(printable(kept.line()))
+    click.echo(printable(raw.decode("utf-8", "replace")) if raw is not None else "(its raw text is no longer kept)")
 
-
-def _printable(text: str) -> str:
-    """A stranger's text as a terminal may show it: control characters (escape sequences) as U+FFFD."""
-    return CONTROL.sub("\ufffd", text.replace("\r\n", "\n"))

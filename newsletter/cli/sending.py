@@ -98,7 +98,7 @@ def send(state: State, ref: str, dry_run: bool, test_to: str | None, areas: str 
             return
         if ask_first(yes):
             _confirm(state, campaign, mode, options)
-    _print_run(item.slug, campaign.run(mode, options), options)
+    print_run(item.slug, campaign.run(mode, options), options)
 
 
 def _already_sent(state: State, slug: str, resend_unknown: bool) -> bool:
@@ -146,7 +146,7 @@ def _address(test_to: str | None) -> str:
         raise click.BadParameter(str(exc), param_hint="--test-to") from None
 
 
-def _print_run(slug: str, run: Run, options: Options) -> None:
+def print_run(slug: str, run: Run, options: Options) -> None:
     if run.plan is not None:
         _print_plan(slug, run.plan, options.new_subscribers)
     elif run.test is not None:
@@ -225,8 +225,9 @@ def print_report(found: Report, more: Insights | None = None) -> None:
             console.print(f"[red]{line}[/red]")
     if more is not None:
         _print_insights(more)
-    if found.pause_reason:
-        console.print(f"[red]Paused:[/red] {escape(found.pause_reason)}", markup=True)
+    if found.pause_reason:  # a fault's or an operator's pause, or an operator's cancel ("cancelled by …")
+        label = "Paused: " if found.state == "paused" else ""
+        console.print(f"[red]{label}{escape(found.pause_reason)}[/red]", markup=True)
     if found.failures:
         failures = Table("email", "code", "answer", title="Failures")
         for failure in found.failures:

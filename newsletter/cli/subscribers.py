@@ -7,16 +7,17 @@ import json
 import os
 import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from rich.table import Column, Table
+from sqlalchemy.engine import Connection
 
 from .. import areas as area_names
 from .. import audience, store
-from ..audience import subscribers as audience_subscribers
-from ..clock import aware
+from ..audience import csvio
+from ..audience import search as audience_search
+from ..errors import AudienceError
 from ..store.tables import SUBSCRIBER_STATUSES
 from .base import Group, State, cli, confirm, console, pass_state, progress, yes_option
 
@@ -56,7 +57,7 @@ def subscribers_add(state: State, email: str, name: str, areas: str) -> None:
     Example: newsletter subscribers add ada@example.org --name "Ada Lovelace" --areas LLM,RL
     """
     with state.engine.begin() as conn:
-        sub = audience.add(conn, email, name, areas, state.areas, source="cli")
+        sub = audience.add(conn, email, name, areas, state.areas, source="cli", cause="added by cli")
     click.echo(f"Added {sub.email} ({area_names.label(sub.areas)}).")
     if audience.needs_smtputf8(sub.email):
         click.echo(f"Note: {sub.email} has a non-ASCII local part: only a relay offering SMTPUTF8 can deliver to it.",
@@ -80,7 +81,8 @@ def subscribers_import(state: State, file: Path, dry_run: bool, strict: bool) ->
     engine = state.engine
     with engine.connect() as conn, progress(f"Importing {file.name}") as tick:
         with conn.begin() as txn:
-            result = audience.import_csv(conn, file, state.areas, strict=strict, dry_run=dry_run, progress=tick)
+            result = audience.import_csv(conn, file, state.areas, strict=strict, dry_run=dry_run, progress=tick,
+                                         cause=f"imported by cli from {file.name}")
             if not result.written:
                 txn.rollback()
     _print_import(file, result, dry_run, strict)
@@ -154,7 +156,7 @@ def subscribers_list(state: State, search: str | None, area: str | None, status:
         raise click.UsageError("--json and --csv: choose one.")
     with state.engine.connect() as conn:
         if as_json or as_csv:
-            found = audience_subscribers.iter_listing(conn, state.areas, area, status, limit or None, search)
+            found = audience_search.iter_listing(conn, state.areas, area, status, limit or None, search)
             shown = _write_json(found) if as_json else _write_csv(found)
             if limit and shown == limit:
                 click.echo(f"Stopped at --limit {limit}: there may be more; --limit 0 gives all.", err=True)
@@ -167,15 +169,8 @@ LIST_COLUMNS = ("email", "name", "areas", "status", "source", "created_at", "con
 
 
 def _fields(sub: audience.Subscriber) -> dict[str, object]:
-    """One subscriber for scripts: areas as a list (empty = all areas), times in ISO 8601 UTC or None."""
-    return {"email": sub.email, "name": sub.name, "areas": list(sub.areas), "status": sub.status,
-            "source": sub.source, "created_at": _when(sub.created_at), "confirmed_at": _when(sub.confirmed_at),
-            "unsubscribed_at": _when(sub.unsubscribed_at)}
-
-
-def _when(at: datetime | None) -> str | None:
-    """ISO 8601 with its UTC offset: SQLite gives the stored UTC time back naive, PostgreSQL aware."""
-    return None if at is None else aware(at).astimezone(UTC).isoformat()
+    """One subscriber for scripts, as the API gives it (``Subscriber.as_json``)."""
+    return sub.as_json()
 
 
 def _write_json(found: Iterable[audience.Subscriber]) -> int:
@@ -187,12 +182,14 @@ def _write_json(found: Iterable[audience.Subscriber]) -> int:
 
 
 def _write_csv(found: Iterable[audience.Subscriber]) -> int:
-    """email,name,areas first (areas ';'-joined, empty = all), so the file imports back as it is."""
+    """email,name,areas first (areas ';'-joined, empty = all), so the file imports back as it is; a cell that a
+    spreadsheet would run as a formula gets a ' first (``csvio.escape``), which the import takes off."""
     writer = csv.writer(sys.stdout, lineterminator="\r\n")
     writer.writerow(LIST_COLUMNS)
     count = 0
     for sub in found:
-        row = _fields(sub) | {"areas": audience.join_areas(sub.areas)}
+        row = _fields(sub) | {"areas": audience.join_areas(sub.areas), "email": csvio.escape(sub.email),
+                              "name": csvio.escape(sub.name)}
         writer.writerow("" if row[k] is None else row[k] for k in LIST_COLUMNS)
         count += 1
     return count
@@ -236,8 +233,42 @@ def subscribers_unsubscribe(state: State, email: str) -> None:
     Example: newsletter subscribers unsubscribe ada@example.org
     """
     with state.engine.begin() as conn:
-        sub = audience.unsubscribe(conn, email)
+        sub = audience.unsubscribe(conn, email, cause="unsubscribed by cli")
     click.echo(f"{sub.email}: {sub.status}.")
+
+
+@subscribers.command("block")
+@click.argument("email")
+@click.option("--reason", default="", help="Why, kept in the subscriber's history.")
+@pass_state
+def subscribers_block(state: State, email: str, reason: str) -> None:
+    """Block an address: it is never mailed, and no import, sign-up or link makes it active, until unblocked.
+
+    Example: newsletter subscribers block spam@example.org --reason "signed up others"
+    """
+    with state.engine.begin() as conn:
+        sub = audience.block(conn, _id_of(conn, email), "blocked by cli" + (f": {reason}" if reason else ""))
+    click.echo(f"{sub.email}: {sub.status}.")
+
+
+@subscribers.command("unblock")
+@click.argument("email")
+@pass_state
+def subscribers_unblock(state: State, email: str) -> None:
+    """Lift a block: the address gets back the status it had before it.
+
+    Example: newsletter subscribers unblock ada@example.org
+    """
+    with state.engine.begin() as conn:
+        sub = audience.unblock(conn, _id_of(conn, email), "unblocked by cli")
+    click.echo(f"{sub.email}: {sub.status}.")
+
+
+def _id_of(conn: Connection, email: str) -> int:
+    found = audience.get(conn, email)
+    if found is None:
+        raise AudienceError(f"{email}: not on the list")
+    return found.id
 
 
 @subscribers.command("delete")

@@ -48,6 +48,7 @@ T = TypeVar("T")
 Pair = tuple["Notice", Verdict]
 
 LOG = t.bounce_log.insert()
+NOTHING_QUOTED = proof.Quoted((), (), ())
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,27 @@ class Feedback:
     def apply(self, conn: Connection, notice: Notice, verdict: Verdict | None = None) -> Handled:
         """Apply one notice within ``conn``'s transaction (classifying it unless its verdict is given)."""
         verdict = verdict or judge(notice)
+        token = self._token(notice)
+        if token is not None:
+            return self._settle(conn, notice, verdict, token, NOTHING_QUOTED)
+        found = proof.quoted(notice.raw, self.cfg.address) if _about_someone(verdict) else NOTHING_QUOTED
+        return self._settle(conn, notice, verdict, None, found)
+
+    def apply_proofs(self, conn: Connection, notice: Notice, verdict: Verdict, found: proof.Quoted) -> Handled:
+        """Apply a verdict reached elsewhere with the proofs that came with it, within ``conn``'s transaction.
+
+        A provider's webhook (``providers/``) has no mail to classify or scan: its verified notification names the
+        recipients and echoes the Message-ID (or VERP address, signed link) it was given. Those proofs go through the
+        very rule a mailed notice's quotes do (``_by_quote``): a recipient counts only where a proof names that very
+        address; everyone else named is logged unproven and changes nothing."""
+        return self._settle(conn, notice, verdict, None, found)
+
+    def _settle(self, conn: Connection, notice: Notice, verdict: Verdict, token: str | None,
+                found: proof.Quoted) -> Handled:
         done = describe(notice, verdict)
         now = self.clock.now()
-        token = self._token(notice)
         if token is None:
-            row, how = self._by_quote(conn, notice, verdict, done, now)
+            row, how = self._by_quote(conn, found, verdict, done, now)
         else:
             row, how = self._by_token(conn, token, verdict, done, now)
         self._log(conn, notice, verdict, done, row, how, now)
@@ -198,13 +215,13 @@ class Feedback:
             self._apply(conn, row.subscriber_id, row.email, verdict, _worst(verdict), done, now)
         return row, "verp"
 
-    def _by_quote(self, conn: Connection, notice: Notice, verdict: Verdict, done: Handled,
+    def _by_quote(self, conn: Connection, found: proof.Quoted, verdict: Verdict, done: Handled,
                   now: datetime) -> tuple[proof.Row | None, str | None]:
         """A notice without a token acts only for the recipients whose proof it quotes (``proof.py``)."""
-        if verdict.kind not in (Kind.BOUNCE, Kind.COMPLAINT):
+        if not _about_someone(verdict):
             done.actions.append("nothing to do")
             return None, None
-        proven = proof.resolve(conn, proof.quoted(notice.raw, self.cfg.address), self.links, verdict.kind.value)
+        proven = proof.resolve(conn, found, self.links, verdict.kind.value)
         matched, unproven = _match(verdict, proven)
         first: proof.Proven | None = None
         for who, failed in matched:
@@ -244,7 +261,7 @@ class Feedback:
         if verdict.kind in (Kind.BOUNCE, Kind.AUTO_REPLY, Kind.COMPLAINT):
             done.actions.append(f"ignored: a {verdict.kind.value} sent to an unsubscribe address")
             return
-        sub = audience.unsubscribe_id(conn, sid, now)
+        sub = audience.unsubscribe_id(conn, sid, now, "mail to its List-Unsubscribe address")
         done.kind = "unsubscribe"
         done.actions.append(f"subscriber {sid} unsubscribed (mail to its List-Unsubscribe address)" if sub
                             else f"ignored: no subscriber {sid}")
@@ -261,6 +278,7 @@ class Feedback:
             domain=recipient.rpartition("@")[2].casefold() if recipient else None,
             **{"class": first.klass if first and verdict.kind is Kind.BOUNCE else None},
             status=first.status if first else None, diagnostic=first.diagnostic if first else None,
+            reason=first.reason if first else None,
             subscriber_id=row.subscriber_id if row else None, issue_id=row.issue_id if row else None,
             outbox_id=row.id if row else None, action="; ".join(done.actions)[:2000] or "nothing to do", proof=how,
             raw=raw, raw_until=now + timedelta(days=self.cfg.keep_raw_days) if raw is not None else None))
@@ -286,6 +304,11 @@ class Feedback:
         with self.engine.begin() as conn:
             return conn.execute(t.bounce_log.update().where(b.raw_until < self.clock.now())
                                 .values(raw=None, raw_until=None)).rowcount
+
+
+def _about_someone(verdict: Verdict) -> bool:
+    """Only a bounce or a complaint acts on whom it names; the other kinds change nobody, proof or not."""
+    return verdict.kind in (Kind.BOUNCE, Kind.COMPLAINT)
 
 
 def _match(verdict: Verdict, proven: list[proof.Proven]) -> tuple[list[tuple[proof.Proven, Recipient | None]],

@@ -3,6 +3,9 @@
     campaign   plan → enqueue → deliver → finish, one orchestration for every mode
     pool       the sending threads: claim, begin, deliver, record; nothing one row does stalls them
     worker     ``newsletter worker``: DELIVER passes over every issue being sent
+    control    an operator's pause, resume, cancel (any process notices at its next claim), a test copy
+    background sends the console and the API start: a thread of ``newsletter serve``, or the workers'
+    status     where every issue stands (readiness, counts, rates, the next send) for the console and the API
     outbox     the narrow store of rows (named queries); ``policy`` decides what an outcome means
     report     counts, rate and failures of an issue's send; insights (by receiving domain, sends
                per minute, counted in the database) and report_page (``report --html``)

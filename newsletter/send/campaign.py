@@ -175,7 +175,8 @@ class Campaign:
             requeued = outbox.resend_unknown(conn, iid) if resend_unknown else 0
             outbox.skip_gone(conn, iid, now)
             due = outbox.due_count(conn, iid)
-            if due and mode is not Mode.DELIVER:
+            # sending again resumes a paused send, even one with nothing left (finish then marks it sent)
+            if mode is not Mode.DELIVER and (due or lifecycle.state_of(conn, iid)[0] is not IssueState.SENT):
                 lifecycle.set_issue_state(conn, iid, IssueState.SENDING, now)
         return Started(iid, created, recovered, requeued, due)
 
@@ -215,16 +216,22 @@ class Campaign:
         return delivery
 
     def finish(self, iid: int, fault: str | None) -> IssueState:
-        """The issue's state after a run: paused (with the reason), sent, or still sending."""
+        """The issue's state after a run: paused (with the reason), sent, or still sending.
+
+        Only a send still ``sending`` is moved: one an operator paused or cancelled meanwhile keeps their state
+        and reason, and rows this run gave back to the queue after a cancel are skipped like the others.
+        """
         now = self.clock.now()
         with self.engine.begin() as conn:
-            if fault:
-                lifecycle.set_issue_state(conn, iid, IssueState.PAUSED, now, fault)
+            if fault and lifecycle.move(conn, iid, [IssueState.SENDING], IssueState.PAUSED, now, fault):
                 return IssueState.PAUSED
-            if outbox.next_due(conn, iid, now) is None:
-                lifecycle.set_issue_state(conn, iid, IssueState.SENT, now)
+            if not fault and outbox.next_due(conn, iid, now) is None and \
+                    lifecycle.move(conn, iid, [IssueState.SENDING], IssueState.SENT, now):
                 return IssueState.SENT
-        return IssueState.SENDING
+            state, reason = lifecycle.state_of(conn, iid)
+            if state is IssueState.SENT and reason and reason.startswith(lifecycle.CANCELLED_BY):
+                outbox.cancel(conn, iid, reason, now)
+        return state
 
     def report(self) -> Report:
         with self.engine.connect() as conn:

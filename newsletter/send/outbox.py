@@ -334,3 +334,13 @@ def skip_gone(conn: Connection, iid: int, now: datetime) -> int:
         o.issue_id == iid, o.state.in_(_DUE_LITERAL),
         sa.or_(o.subscriber_id.is_(None), o.subscriber_id.not_in(active)),
     ).values(state=RowState.SKIPPED, reason="no longer subscribed when its turn came", updated_at=now)).rowcount
+
+
+def cancel(conn: Connection, iid: int, reason: str, now: datetime) -> int:
+    """An operator's cancel: every row still to deliver (queued or deferred, claimed or not) becomes skipped with
+    ``reason``; what was sent, failed or is in flight stays as it is. Clearing the claim makes a running worker's
+    ``begin`` of a row it had claimed find nothing, so that row is never sent."""
+    o = t.outbox.c
+    return conn.execute(t.outbox.update().where(o.issue_id == iid, o.state.in_(_DUE_LITERAL)).values(
+        state=RowState.SKIPPED, reason=reason, claimed_by=None, lease_until=None, next_attempt_at=None,
+        updated_at=now)).rowcount

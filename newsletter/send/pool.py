@@ -10,6 +10,10 @@ the relay went silent after the final dot and may have it: never claimed again) 
 on; an exception outside any row (the database went away) pauses the send with the reason and is
 logged with its traceback. Only a fault of the whole send (``SendFault``: login or
 sender refused, a run of refusals) stops the threads, leaving every row not begun queued.
+
+An operator's pause or cancel (send/control.py), from any process, stops them the same way: each claim
+first reads the issue's state (one primary-key read per batch, in the claim's transaction) and a thread
+that finds it no longer ``sending`` halts the send; that is not a fault, so the operator's state stands.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from .. import audience
 from ..clock import SYSTEM, Clock
 from ..config import Config
 from ..errors import SendFault
+from ..lifecycle import IssueState
 from ..links import Links
+from ..store import tables as t
 from . import outbox
 from .groups import Groups
 from .mailer import Line, Mailer, Recipient
@@ -76,6 +82,7 @@ class SendState:
 
     stop: threading.Event = field(default_factory=threading.Event)
     fault: str | None = None
+    halted: IssueState | None = None  # the state an operator put the issue in (paused, or sent by a cancel)
     consecutive_errors: int = 0
     done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,6 +96,11 @@ class SendState:
 
     def pause(self, reason: str) -> None:
         self.fault = self.fault or reason
+        self.stop.set()
+
+    def halt(self, state: IssueState) -> None:
+        """The issue is no longer ``sending`` (an operator paused or cancelled it): stop, without a fault."""
+        self.halted = self.halted or state
         self.stop.set()
 
 
@@ -205,6 +217,8 @@ class Delivery:
                 step = self.config.smtp.commit_every
                 while not self.state.stop.is_set():
                     if step > 1:  # claim and begin ``step`` rows in one update: one row version fewer each
+                        if not self._hour_left(conn, done):
+                            return  # the hour's budget is spent, by any worker: not waited out in memory
                         self.limit.wait(self.state.stop)
                     rows = self._claim(conn, iid, worker, done, step if step > 1 else 0)
                     if not rows:
@@ -221,9 +235,22 @@ class Delivery:
                 with self._write(conn, done):
                     outbox.release(conn, iid, worker)
 
+    def _hour_left(self, conn: sa.Connection, done: _Done) -> bool:
+        """Whether ``rate_per_hour`` (counted in the database, across workers) lets another message go now.
+        Asked before the in-memory wait: a worker whose own sends spent the hour would otherwise sleep it out
+        (measured: two workers at rate_per_hour = 30 and commit_every = 8 hung for the hour, one having sent 30)."""
+        if not self.config.smtp.rate_per_hour:
+            return True
+        with self._write(conn, done):
+            return outbox.hourly_budget(conn, self.config.smtp.rate_per_hour, self.clock.now()) > 0
+
     def _claim(self, conn: sa.Connection, iid: int, worker: str, done: _Done, begin: int = 0) -> list[Row]:
         """Claim a batch (``CLAIM_BATCH``), or with ``begin`` claim and begin that many rows in one update."""
         with self._write(conn, done):
+            state = IssueState(conn.execute(sa.select(t.issues.c.state).where(t.issues.c.id == iid)).scalar_one())
+            if state is not IssueState.SENDING:
+                self.state.halt(state)
+                return []
             size, now = begin or CLAIM_BATCH, self.clock.now()
             if self.config.smtp.rate_per_hour:
                 size = min(size, outbox.hourly_budget(conn, self.config.smtp.rate_per_hour, now))

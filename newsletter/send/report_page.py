@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from .insights import DomainOutcome, Insights
 from .report import Report
@@ -84,11 +86,23 @@ def domain_rows(domains: list[DomainOutcome]) -> list[dict[str, object]]:
 
 
 def render_page(found: Report, insight: Insights, generated: datetime) -> str:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("newsletter", "templates"), autoescape=True)
+    return _env().get_template("report.html.j2").render(**_context(found, insight, generated))
+
+
+def render_body(found: Report, insight: Insights, generated: datetime) -> Markup:
+    """The page's content without its document: the console shows it in its own layout (escaped here, as above)."""
+    return Markup(_env().get_template("report_body.html.j2").render(**_context(found, insight, generated)))
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("newsletter", "templates"), autoescape=True)
+
+
+def _context(found: Report, insight: Insights, generated: datetime) -> dict[str, Any]:
     bars, axis = minute_bars(insight.per_minute)
     shown = insight.domains + ([insight.other] if insight.other else [])
     sent_per_minute = [n for _, n in insight.per_minute]
-    return env.get_template("report.html.j2").render(
+    return dict(
         report=found, insight=insight, generated=f"{generated:%Y-%m-%d %H:%M} UTC",
         width=WIDTH, plot=PLOT, plot_height=PLOT_HEIGHT, minute_bars=bars, axis=axis,
         minutes=len(sent_per_minute), peak=max(sent_per_minute, default=0),

@@ -145,3 +145,41 @@ def load_ed25519(path: Path) -> ed25519.Ed25519PrivateKey:
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ConfigError(f"smtp.dkim_ed25519_key_file: {path} is not an Ed25519 private key (PEM or base64 seed)")
     return key
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    """The TXT record a receiver looks a signature's key up in: ``<selector>._domainkey.<d=>``."""
+
+    name: str
+    value: str  # v=DKIM1; k=rsa|ed25519; p=<base64>
+
+    def strings(self) -> list[str]:
+        """The value as a TXT record holds it: character-strings of at most 255 octets (RFC 1035 3.3), which a
+        receiver joins without a separator (RFC 6376 3.6.2.2); an RSA-2048 key's value takes two."""
+        return [self.value[i:i + 255] for i in range(0, len(self.value), 255)]
+
+    def zone_line(self) -> str:
+        quoted = " ".join(f'"{part}"' for part in self.strings())
+        return f"{self.name}. IN TXT ( {quoted} )"
+
+
+def dns_records(cfg: SmtpSection, sender_domain: str, root: Path) -> list[DnsRecord]:
+    """The TXT record of each key ``dkim_signer`` signs with, from the same files, selectors and d= domain:
+    RSA as its SubjectPublicKeyInfo (DER, base64), Ed25519 as its raw 32-byte public key (RFC 8463 4.2)."""
+    if not cfg.dkim_key_file:
+        return []
+    domain = header_safe(cfg.dkim_domain or sender_domain).encode("idna").decode("ascii")
+    der = load_rsa(root / cfg.dkim_key_file).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    found = [_record(cfg.dkim_selector, domain, "rsa", der)]
+    if cfg.dkim_ed25519_key_file:
+        raw = load_ed25519(root / cfg.dkim_ed25519_key_file).public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        found.append(_record(cfg.dkim_ed25519_selector, domain, "ed25519", raw))
+    return found
+
+
+def _record(selector: str, domain: str, kind: str, public: bytes) -> DnsRecord:
+    name = f"{_selector(selector).decode('ascii')}._domainkey.{domain}"
+    return DnsRecord(name, f"v=DKIM1; k={kind}; p={base64.b64encode(public).decode('ascii')}")

@@ -151,6 +151,9 @@ bounce_log = sa.Table(
     # how the notice proved whom it is about: verp, message-id, signed-link; 'none' = it named someone without
     # proof and changed nothing (for a person); NULL = nothing to prove (auto-reply, unknown…) (migration 0006)
     sa.Column("proof", sa.String(16)),
+    # Sisimai's reason for the (first) failed recipient: userunknown, mailboxfull, blocked, …; "feedback" for a
+    # complaint; NULL where none was read (migration 0009)
+    sa.Column("reason", sa.String(32)),
 )
 sa.Index("ix_bounce_log_issue_id_kind", bounce_log.c.issue_id, bounce_log.c.kind)
 sa.Index("ix_bounce_log_outbox_id_kind", bounce_log.c.outbox_id, bounce_log.c.kind)  # the replay check
@@ -212,8 +215,15 @@ sa.Index("ix_bounce_log_subscriber_id", bounce_log.c.subscriber_id)
 # Tables in the same database that the migrations do not own: APScheduler's job store makes its own.
 JOB_TABLE = "apscheduler_jobs"
 NOT_OURS = frozenset({JOB_TABLE})
+# Search indexes SQLAlchemy has no words for (migration 0008, audience/search.py): SQLite's FTS5 table and the
+# shadow tables it keeps, PostgreSQL's pg_trgm indexes. Made by the migration alone, so left out of comparisons.
+SEARCH_TABLE = "subscribers_search"
+NOT_IN_METADATA = frozenset({SEARCH_TABLE, *(f"{SEARCH_TABLE}_{part}" for part in ("data", "idx", "config",
+                                                                                      "docsize", "content")),
+                             "ix_subscribers_email_key_trgm", "ix_subscribers_name_trgm"})
 
 
 def ours(name: str | None, type_: str, _parent_names: object) -> bool:
-    """Alembic's ``include_name``: leave tables the migrations do not own out of any comparison."""
-    return not (type_ == "table" and name in NOT_OURS)
+    """Alembic's ``include_name``: leave tables the migrations do not own, and the search index, out of any
+    comparison."""
+    return not (type_ == "table" and name in NOT_OURS) and name not in NOT_IN_METADATA

@@ -32,7 +32,7 @@ from ..config import Config
 from ..errors import AudienceError, NewsletterError
 from ..links import PREFERENCES, UNSUBSCRIBE
 from ..render import Renderer, preview_slots
-from . import feeds, guard, issues
+from . import feeds, guard, hooks, issues
 from .console import console_app
 from .console.api import api_app
 from .guard import CSP, CSRF_FIELD, FRAME_OK, is_local
@@ -69,6 +69,7 @@ def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[
         Route("/site.css", web.stylesheet),
         Mount("/admin", console_app(config, web.engine, now, clock)),
         Mount("/api", api_app(config, web.engine, now)),
+        Route("/hooks/{provider}", hooks.Hooks(config, web.engine, now).receive, methods=["POST"]),
     ]
     app = Starlette(routes=routes, middleware=guard.middleware(config))
     app.router.redirect_slashes = False  # Starlette's would build its Location from the Host header
@@ -122,7 +123,9 @@ class Web(Pages):
         one_click = form.get("List-Unsubscribe") == "One-Click"
         if not one_click and not self.csrf.valid(request, form.get(CSRF_FIELD)):
             return self.forbidden(request)
-        await self.db(audience.unsubscribe_id, sub.id)
+        await self.db(audience.unsubscribe_id, sub.id, None,
+                      "RFC 8058 one-click unsubscribe (List-Unsubscribe-Post)" if one_click
+                      else "unsubscribed on the page of the link in a message")
         if one_click:
             return PlainTextResponse("Unsubscribed.\n")
         return self.page(request, "unsubscribe.html.j2", status_now="unsubscribed", token=token, done=True)
@@ -135,7 +138,7 @@ class Web(Pages):
             return self.bad_link(request)
         if not self.csrf.valid(request, form.get(CSRF_FIELD)):
             return self.forbidden(request)
-        return await self.activated(request, sub.id)
+        return await self.activated(request, sub.id, "subscribed again from the unsubscribe page (its signed link)")
 
     # --- preferences --------------------------------------------------------------------------------
 

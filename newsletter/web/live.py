@@ -8,7 +8,8 @@ thread, and pushes a summary to every open page as a server-sent event. The even
 keeps the last good render on the page, under the mistake's one-line errors.
 
 The page binds loopback only and answers only to a loopback Host (a DNS-rebinding page cannot read
-it); the one POST, "send me a test", needs the random token of this run, which only the page has.
+it); its POSTs, "send me a test" and "add papers by arXiv id", need the random token of this run, which
+only the page has.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import secrets
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,17 +42,17 @@ from watchfiles import Change, awatch
 
 from .. import spamcheck
 from ..areas import all_groups, group_key, label
-from ..audience import normalize_email
+from ..arxiv import Client, client_for
 from ..config import Config
 from ..content import Issue, load_issue
 from ..errors import NewsletterError
 from ..links import sample_links
+from ..papers import add_papers
 from ..preview import SAMPLE_NAME
 from ..render import GMAIL_CLIP_BYTES, Renderer, preview_slots
-from ..send.campaign import Campaign, Mode, Options
+from ..send import control
 from ..send.compose import prepare
 from ..send.mailer import sizing_mailer
-from ..send.transport import Outcome
 
 DEFAULT_PORT = 8025
 HOST = "127.0.0.1"
@@ -149,6 +151,8 @@ class LivePreview:
         self.stopping = False
         self._changed = asyncio.Event()
         self._spam: dict[tuple[int, str], str] = {}
+        self._arxiv: Client | None = None  # one client: its spacing of requests holds across clicks
+        self._adding = threading.Lock()
 
     async def refresh(self) -> None:
         version = self.snapshot.version + 1
@@ -223,18 +227,20 @@ class LivePreview:
         if snap.groups.get(key) is None:
             return False, f"no paper meets the group {key}: nothing to send"
         try:
-            address = normalize_email(to)
-        except ValueError as exc:
-            return False, f"{to!r}: {exc}"
-        try:
-            run = Campaign(self.config, self.engine(), snap.issue, path=self.path).run(
-                Mode.TEST, Options(test_to=address, test_areas=snap.areas[key]))
+            return True, control.test_copy(self.config, self.engine(), snap.issue, self.path, to, snap.areas[key])
         except NewsletterError as exc:
             return False, str(exc)
-        if run.test is None or run.test.outcome is not Outcome.SENT:
-            answer = run.test.answer if run.test else "no answer"
-            return False, f"not accepted by {self.config.smtp.host}:{self.config.smtp.port}: {answer}"
-        return True, f"Test copy of {snap.issue.slug} ({snap.label(key)}) sent to {address}."
+
+    def add_papers(self, ids: str) -> tuple[bool, str]:
+        """``issue add`` from the page, through the same library call; the watcher re-renders once the file is
+        replaced. One at a time: two clicks at once would each append to the file as the other found it."""
+        with self._adding:
+            try:
+                self._arxiv = self._arxiv or client_for(self.config)
+                done = add_papers(self.path, [ids], self.config, self._arxiv)
+            except NewsletterError as exc:
+                return False, str(exc)
+        return True, "\n".join(done.lines)
 
 
 def create_live_app(live: LivePreview) -> Starlette:
@@ -272,6 +278,13 @@ def create_live_app(live: LivePreview) -> Starlette:
         ok, message = await anyio.to_thread.run_sync(live.send_test, to, str(form.get("group", "all")))
         return JSONResponse({"ok": ok, "message": message})
 
+    async def arxiv_add(request: Request) -> Response:
+        form = await request.form()
+        if not secrets.compare_digest(str(form.get("token", "")), live.token):  # as "send me a test"
+            return JSONResponse({"ok": False, "message": "wrong token: reload the page"}, status_code=403)
+        ok, message = await anyio.to_thread.run_sync(live.add_papers, str(form.get("ids", "")))
+        return JSONResponse({"ok": ok, "message": message})
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ready, stop = asyncio.Event(), asyncio.Event()
@@ -287,6 +300,7 @@ def create_live_app(live: LivePreview) -> Starlette:
     return Starlette(routes=[
         Route("/", index), Route("/events", events), Route("/group/{key}/{part}", group),
         Route("/spam/{key}", spam), Route("/test", test_send, methods=["POST"]),
+        Route("/arxiv", arxiv_add, methods=["POST"]),
     ], middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])],
         lifespan=lifespan)
 

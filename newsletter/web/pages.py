@@ -87,9 +87,9 @@ class Pages:
     async def form(self, request: Request) -> FormData:
         return await request.form(max_files=0, max_fields=20)
 
-    async def activated(self, request: Request, sid: int) -> HTMLResponse:
+    async def activated(self, request: Request, sid: int, cause: str) -> HTMLResponse:
         """The owner proved the address (a confirmation, or the unsubscribe page's "subscribe again")."""
-        sub = await self.db(audience.confirm_id, sid)
+        sub = await self.db(audience.confirm_id, sid, None, cause)
         if sub is None:
             return self.bad_link(request)
         if sub.status != "active":  # bounced or blocked: only an operator can change that

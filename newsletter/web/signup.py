@@ -136,4 +136,4 @@ class SignUp:
             return self.pages.bad_link(request)
         if not self.pages.csrf.valid(request, form.get(CSRF_FIELD)):
             return self.pages.forbidden(request)
-        return await self.pages.activated(request, sub.id)
+        return await self.pages.activated(request, sub.id, "confirmed with the link in the confirmation email")

@@ -28,6 +28,7 @@ from ...config import Config
 from ...errors import NewsletterError
 from ..pages import in_transaction
 from .auth import Who
+from .openapi import document
 
 T = TypeVar("T")
 Endpoint = Callable[[Any, Request], Awaitable[Response]]
@@ -125,7 +126,7 @@ class Meta(ApiSection):
         return JSONResponse({"name": who.actor.split(":", 1)[1], "role": who.role})
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(SCHEMA.get_schema(routes=request.app.routes))
+        return JSONResponse(document(SCHEMA, request.app.routes))
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -142,7 +143,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error(exc.status_code, str(exc.detail))
 
 
-SECTIONS: list[type[ApiSection]] = [Meta]
+# Each group of endpoints in a module of its own, built on the classes above (so imported here, below them).
+from .api_bounces import BouncesApi  # noqa: E402
+from .api_issues import IssuesApi  # noqa: E402
+from .api_subscribers import SubscribersApi  # noqa: E402
+
+SECTIONS: list[type[ApiSection]] = [Meta, IssuesApi, SubscribersApi, BouncesApi]
 
 
 def api_app(config: Config, engine: Engine, now: Clock = SYSTEM) -> Starlette:
