@@ -20,7 +20,7 @@ from newsletter.feedback.ingest import Notice
 from newsletter.feedback.report import bounce_report
 from newsletter.links import verp_address
 from newsletter.store import tables as t
-from newsletter.web.console.api import api_app
+from newsletter.web.console import api_app
 
 from .console import PASSWORD, Console, login
 from .notices import arf, dsn

@@ -33,8 +33,7 @@ from ..errors import AudienceError, NewsletterError
 from ..links import PREFERENCES, UNSUBSCRIBE
 from ..render import Renderer, preview_slots
 from . import feeds, guard, hooks, issues
-from .console import console_app
-from .console.api import api_app
+from .console import api_app, console_app
 from .guard import CSP, CSRF_FIELD, FRAME_OK, is_local
 from .pages import STATIC, Pages, strings
 from .signup import SignUp

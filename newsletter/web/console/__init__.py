@@ -10,7 +10,8 @@
     subscriber_files.py  CSV import by upload (preview of the line errors, then confirm) and export
     bounces.py     the bounce log (keyset pages, filters, `bounces report`'s summary), one notice, escaped
     uploads.py     the uploaded files between preview and import: private, the uploader's own, an hour
-    api.py         /api/v1/…: the same library functions as JSON, with an OpenAPI document
+    api.py         /api/v1/…: the API's base (bearer tokens, JSON errors); api_issues, api_subscribers,
+                   api_bounces its sections, put together by ``api_app`` here; openapi.py the document
 
 Loopback by default like every page (``[web] host``); behind the reverse proxy that serves base_url.
 """
@@ -25,6 +26,10 @@ from starlette.routing import BaseRoute, Route
 
 from ...clock import SYSTEM, Clock
 from ...config import Config
+from .api import HANDLERS, ApiBase, ApiSection, Meta
+from .api_bounces import BouncesApi
+from .api_issues import IssuesApi
+from .api_subscribers import SubscribersApi
 from .base import BadForm, ConsoleBase, bad_form
 from .bounces import Bounces
 from .dashboard import Dashboard
@@ -35,6 +40,7 @@ from .subscriber_files import SubscriberFiles
 from .subscribers import Subscribers
 
 SECTIONS = (People, Dashboard, Issues, Sending, SubscriberFiles, Subscribers, Bounces)
+API_SECTIONS: tuple[type[ApiSection], ...] = (Meta, IssuesApi, SubscribersApi, BouncesApi)
 
 
 def console_app(config: Config, engine: Engine, now: Clock = SYSTEM,
@@ -47,3 +53,10 @@ def console_app(config: Config, engine: Engine, now: Clock = SYSTEM,
     app = Starlette(routes=routes, exception_handlers={BadForm: bad_form})
     app.state.console = base
     return app
+
+
+def api_app(config: Config, engine: Engine, now: Clock = SYSTEM) -> Starlette:
+    """The JSON API, to mount at ``/api``: its sections here, so api.py (their base) imports none of them."""
+    base = ApiBase(config, engine, now)
+    routes = [route for section in API_SECTIONS for route in section(base).routes()]
+    return Starlette(routes=routes, exception_handlers=HANDLERS)

@@ -15,7 +15,6 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -143,17 +142,4 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error(exc.status_code, str(exc.detail))
 
 
-# Each group of endpoints in a module of its own, built on the classes above (so imported here, below them).
-from .api_bounces import BouncesApi  # noqa: E402
-from .api_issues import IssuesApi  # noqa: E402
-from .api_subscribers import SubscribersApi  # noqa: E402
-
-SECTIONS: list[type[ApiSection]] = [Meta, IssuesApi, SubscribersApi, BouncesApi]
-
-
-def api_app(config: Config, engine: Engine, now: Clock = SYSTEM) -> Starlette:
-    """The JSON API, to mount at ``/api``."""
-    base = ApiBase(config, engine, now)
-    routes = [route for section in SECTIONS for route in section(base).routes()]
-    return Starlette(routes=routes, exception_handlers={
-        ApiError: _api_error, NewsletterError: _user_error, HTTPException: _http_error})
+HANDLERS = {ApiError: _api_error, NewsletterError: _user_error, HTTPException: _http_error}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 from starlette.requests import Request
@@ -21,9 +21,6 @@ from starlette.responses import Response
 
 from ... import accounts
 from ...accounts import User
-
-if TYPE_CHECKING:
-    from .base import Section
 
 COOKIE = "nl_admin"
 SESSION_HOURS = 12
@@ -73,7 +70,7 @@ def requires(role: str) -> Callable[[Endpoint], Endpoint]:
     """A console page for ``role`` and above: 401 (the login form) without a session, 403 with a lower role."""
     def wrap(endpoint: Endpoint) -> Endpoint:
         @wraps(endpoint)
-        async def guarded(self: Section, request: Request) -> Response:
+        async def guarded(self: Any, request: Request) -> Response:  # a base.Section
             who = await self.c.who(request)
             if who is None:
                 return self.c.login_form(request, status=401)
