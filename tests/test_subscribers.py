@@ -1,4 +1,4 @@
-"""`newsletter init` and `newsletter subscribers …` through the CLI, on real SQLite files."""
+"""`newsletter init` and `newsletter subscribers …` through the CLI, on SQLite files (imports on PostgreSQL too)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,24 @@ def nl(make_config, runner):
     return run
 
 
-def rows(db: Path) -> dict[str, tuple[str, str, str]]:
-    engine = sa.create_engine(f"sqlite:///{db}")
+@pytest.fixture
+def nl_any(db_url, make_config, runner):
+    """`nl` on a real SQLite file and on a real PostgreSQL schema: the import writes differently on each."""
+    config = make_config(f'[database]\nurl = "{db_url}"\n')
+
+    def run(*args: str, code: int | None = 0):
+        result = runner.invoke(cli, ["--config", str(config), *args])
+        if code is not None:
+            assert result.exit_code == code, result.output
+        return result
+
+    run.db = db_url  # type: ignore[attr-defined]
+    run("init")  # a PostgreSQL schema is not made on first use, as an SQLite file is
+    return run
+
+
+def rows(db: Path | str) -> dict[str, tuple[str, str, str]]:
+    engine = store.engine_for(db if isinstance(db, str) else f"sqlite:///{db}")
     with engine.connect() as conn:
         found = {r.email: (r.name, r.areas, r.status) for r in conn.execute(sa.select(t.subscribers))}
     engine.dispose()
@@ -58,14 +74,14 @@ def test_init_creates_then_is_harmless(nl):
     assert rows(nl.db) == {}
 
 
-def test_sample_list_imports_with_varied_choices(nl):
+def test_sample_list_imports_with_varied_choices(nl_any):
     """The sample list holds ~25 subscribers with single areas, pairs, triples and no choice."""
-    out = nl("subscribers", "import", str(SAMPLE)).output
+    out = nl_any("subscribers", "import", str(SAMPLE)).output
     assert "added 25" in out and "rejected 0" in out
-    areas = [a for _, a, _ in rows(nl.db).values()]
+    areas = [a for _, a, _ in rows(nl_any.db).values()]
     sizes = {len([x for x in a.split(";") if x]) for a in areas}
     assert sizes == {0, 1, 2, 3} and {"LLM", "Vision", "RL", "Agents"} <= set(areas)
-    assert all(e.endswith(("@example.org", "@example.com")) for e in rows(nl.db))
+    assert all(e.endswith(("@example.org", "@example.com")) for e in rows(nl_any.db))
 
 
 def test_list_counts_match_the_import(nl):
@@ -129,16 +145,16 @@ def test_export_imports_back_to_the_same_list(nl, tmp_path, make_config, runner)
     assert rows(nl.db)["q@example.com"] == ('Quote "Q", Jr.', "LLM;RL", "active")
 
 
-def test_reimport_is_idempotent_and_updates(nl, tmp_path):
+def test_reimport_is_idempotent_and_updates(nl_any, tmp_path):
     """Importing again adds nothing; changed names and areas are updated."""
-    nl("subscribers", "import", str(SAMPLE))
-    before = rows(nl.db)
-    assert "added 0, updated 0, unchanged 25" in nl("subscribers", "import", str(SAMPLE)).output
-    assert rows(nl.db) == before
+    nl_any("subscribers", "import", str(SAMPLE))
+    before = rows(nl_any.db)
+    assert "added 0, updated 0, unchanged 25" in nl_any("subscribers", "import", str(SAMPLE)).output
+    assert rows(nl_any.db) == before
     first = next(iter(before))
     write_csv(tmp_path / "upd.csv", f"email,name,areas\n{first.upper()},Renamed,Vision\n")
-    assert "updated 1" in nl("subscribers", "import", str(tmp_path / "upd.csv")).output
-    assert rows(nl.db)[first] == ("Renamed", "Vision", "active")
+    assert "updated 1" in nl_any("subscribers", "import", str(tmp_path / "upd.csv")).output
+    assert rows(nl_any.db)[first] == ("Renamed", "Vision", "active")
 
 
 BAD_ROWS = (
@@ -154,48 +170,48 @@ BAD_ROWS = (
 )
 
 
-def test_bad_rows_are_reported_by_line_and_good_rows_imported(nl, tmp_path):
+def test_bad_rows_are_reported_by_line_and_good_rows_imported(nl_any, tmp_path):
     """Every kind of bad row is named with its line and reason; the good rows land; exit 1."""
-    result = nl("subscribers", "import", str(write_csv(tmp_path / "bad.csv", BAD_ROWS)), code=1)
+    result = nl_any("subscribers", "import", str(write_csv(tmp_path / "bad.csv", BAD_ROWS)), code=1)
     out = result.output
     for line, reason in [(3, "invalid address 'not-an-address'"), (4, "unknown area 'NLP'"),
                          (5, "name holds a control character (U+000D)"), (7, "duplicate of line 2"),
                          (8, "missing column 'areas'"), (10, "name holds a control character (U+0007)")]:
         assert f"bad.csv: line {line}: {reason}" in out
     assert "added 2" in out and "rejected 6" in out
-    assert set(rows(nl.db)) == {"good1@example.org", "good2@example.org"}
+    assert set(rows(nl_any.db)) == {"good1@example.org", "good2@example.org"}
 
 
-def test_duplicates_are_found_across_batches_with_the_line_of_the_first(nl, tmp_path):
+def test_duplicates_are_found_across_batches_with_the_line_of_the_first(nl_any, tmp_path):
     """An address repeated thousands of lines later (past the 1,000-row batches, in another case) is
     rejected with the line it first came on; everyone else is imported once."""
     lines = ["email,name,areas"] + [f"r{i}@example.org,R {i},RL" for i in range(2500)]
     lines[2400] = "R3@Example.org,Again,RL"     # file line 2401 repeats line 5 (r3)
     lines[1500] = "r1498@example.org,Twin,RL"   # file line 1501 repeats line 1500, in the same batch
-    out = nl("subscribers", "import", str(write_csv(tmp_path / "big.csv", "\n".join(lines) + "\n")), code=1).output
+    out = nl_any("subscribers", "import", str(write_csv(tmp_path / "big.csv", "\n".join(lines) + "\n")), code=1).output
     assert "big.csv: line 2401: duplicate of line 5 (R3@example.org)" in out
     assert "big.csv: line 1501: duplicate of line 1500 (r1498@example.org)" in out
     assert "added 2498" in out and "rejected 2" in out
-    assert len(rows(nl.db)) == 2498
+    assert len(rows(nl_any.db)) == 2498
 
 
-def test_strict_imports_nothing_when_a_row_is_bad(nl, tmp_path):
+def test_strict_imports_nothing_when_a_row_is_bad(nl_any, tmp_path):
     """--strict rolls the whole file back when any row is bad."""
-    result = nl("subscribers", "import", "--strict", str(write_csv(tmp_path / "bad.csv", BAD_ROWS)), code=1)
-    assert "nothing was imported" in result.output and rows(nl.db) == {}
+    result = nl_any("subscribers", "import", "--strict", str(write_csv(tmp_path / "bad.csv", BAD_ROWS)), code=1)
+    assert "nothing was imported" in result.output and rows(nl_any.db) == {}
 
 
-def test_dry_run_counts_and_writes_nothing(nl):
+def test_dry_run_counts_and_writes_nothing(nl_any):
     """--dry-run reports what would be added and leaves the database empty."""
-    out = nl("subscribers", "import", "--dry-run", str(SAMPLE)).output
-    assert "would add 25" in out and "nothing written" in out and rows(nl.db) == {}
+    out = nl_any("subscribers", "import", "--dry-run", str(SAMPLE)).output
+    assert "would add 25" in out and "nothing written" in out and rows(nl_any.db) == {}
 
 
-def test_bom_and_spreadsheet_quoting_are_read(nl, tmp_path):
+def test_bom_and_spreadsheet_quoting_are_read(nl_any, tmp_path):
     """A UTF-8 file with BOM and CRLF line ends, as Excel writes it, imports cleanly."""
     text = '\ufeffemail,name,areas\r\nbom@example.org,"Doe, Jane",Vision;RL\r\n'
-    nl("subscribers", "import", str(write_csv(tmp_path / "excel.csv", text)))
-    assert rows(nl.db) == {"bom@example.org": ("Doe, Jane", "Vision;RL", "active")}
+    nl_any("subscribers", "import", str(write_csv(tmp_path / "excel.csv", text)))
+    assert rows(nl_any.db) == {"bom@example.org": ("Doe, Jane", "Vision;RL", "active")}
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -205,13 +221,13 @@ def test_bom_and_spreadsheet_quoting_are_read(nl, tmp_path):
     (b"", "not a subscriber CSV"),
     (b'email,name,areas\nx@example.org,"unterminated,\n', "not valid CSV"),
 ])
-def test_unreadable_file_is_one_line_and_changes_nothing(nl, tmp_path, content, message):
+def test_unreadable_file_is_one_line_and_changes_nothing(nl_any, tmp_path, content, message):
     """A file that is not CSV or not UTF-8 gives one line naming the file, and imports nothing."""
     path = tmp_path / "in.csv"
     path.write_bytes(content)
-    result = nl("subscribers", "import", str(path), code=1)
+    result = nl_any("subscribers", "import", str(path), code=1)
     assert message in result.output and str(path) in result.output and "Traceback" not in result.output
-    assert rows(nl.db) == {}
+    assert rows(nl_any.db) == {}
 
 
 def test_export_to_stdout_is_csv(nl):
@@ -345,3 +361,46 @@ def test_export_file_is_owner_only_from_its_first_byte(nl, tmp_path, monkeypatch
         os.umask(old)
     assert seen == [0o600] and stat.S_IMODE(target.stat().st_mode) == 0o600
     assert "e@example.org" in target.read_text(encoding="utf-8") and not (tmp_path / "list.csv.part").exists()
+
+
+def _imported_state(url: str, people: Path) -> tuple[object, list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Import ``people`` into a database already holding an active, an unsubscribed and an erased address;
+    the result's counts, every subscriber in id order, and every event (with its subscriber's address)."""
+    engine = store.engine_for(url)
+    try:
+        store.migrate(engine)
+        with engine.begin() as conn:
+            for email in ("kept@example.org", "left@example.org", "gone@example.org"):
+                audience.add(conn, email, "Before", "", AREAS)
+            audience.unsubscribe(conn, "left@example.org")
+            audience.delete(conn, "gone@example.org")
+        with engine.begin() as conn:
+            result = audience.import_csv(conn, people, AREAS)
+        s, e = t.subscribers.c, t.subscriber_events.c
+        with engine.connect() as conn:
+            subs = [(r.email, r.email_key, r.name, r.areas, r.status, r.source, r.created_at == r.updated_at)
+                    for r in conn.execute(sa.select(t.subscribers).order_by(s.id))]
+            events = [tuple(r) for r in conn.execute(
+                sa.select(s.email, e.status, e.cause, e.at == s.created_at).join_from(t.subscriber_events,
+                t.subscribers).order_by(s.email, e.id))]
+    finally:
+        engine.dispose()
+    return dict(vars(result)), subs, events
+
+
+def test_5000_row_import_is_the_same_on_postgresql_as_on_sqlite(pg_url, tmp_path):
+    """PostgreSQL's COPY path gives the same subscribers (in the same id order), counts and events as SQLite's."""
+    lines = ["email,name,areas"] + [f"Row{i}@example.org,Row {i},{AREAS[i % len(AREAS)] if i % 3 else ''}"
+                                    for i in range(5000)]
+    lines[10] = "kept@example.org,Changed,RL"           # active: updated
+    lines[20] = "left@example.org,Back,"                # unsubscribed: not reactivated
+    lines[30] = "GONE@example.org,Again,"               # erased: suppressed
+    lines[3000] = "row5@EXAMPLE.org,Twin,"              # a duplicate of line 7, two batches later
+    lines[4000] = "not-an-address,Bad,"                 # rejected
+    people = write_csv(tmp_path / "people.csv", "\n".join(lines) + "\n")
+    sqlite = _imported_state(f"sqlite:///{tmp_path / 'lite.db'}", people)
+    postgres = _imported_state(pg_url, people)
+    assert postgres == sqlite
+    counts = sqlite[0]
+    assert (counts["added"], counts["updated"], counts["not_reactivated"], counts["suppressed"]) == (4995, 1, 1, 1)
+    assert len(counts["rejected"]) == 2 and len(sqlite[2]) == 2 + 1 + 4995  # kept: added; left: added, unsubscribed

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -27,7 +27,7 @@ from ..errors import AudienceError
 from ..store import keyset_pages, meta_secret
 from ..store import tables as t
 from ..store.oncursor import OnCursor
-from .events import note_imported
+from .events import CAUSE_MAX, note_imported
 from .subscribers import (
     INACTIVE,
     _Rejected,
@@ -201,16 +201,18 @@ _IMPORTED = OnCursor(t.subscribers.insert().values(
 
 
 def _write_batch(conn: Connection, batch: list[_Good], result: ImportResult, now: datetime, cause: str) -> None:
-    """One lookup of the batch's addresses and hashes, then bulk inserts and updates."""
+    """One lookup of the batch's addresses and hashes, then bulk inserts and updates.
+
+    Which row is added, updated, unchanged, not reactivated or suppressed is decided here, once, for both
+    databases; only how the lookup and the insert reach the database differs (``_lookup``, ``_add``).
+    """
     if not batch:
         return
     s = t.subscribers.c
     keys = [email_key(g.email) for g in batch]
-    existing = {r.email_key: r for r in conn.execute(
-        sa.select(s.id, s.email_key, s.name, s.areas, s.status).where(s.email_key.in_(keys)))}
     secret = meta_secret(conn, "suppression_key").encode()
     hashes = {k: hmac.new(secret, k.encode(), hashlib.sha256).hexdigest() for k in keys}
-    suppressed = suppressed_hashes(conn, list(hashes.values()))
+    existing, suppressed = _lookup(conn, batch, keys, hashes)
     inserts, updates = [], []
     for good, key in zip(batch, keys, strict=True):
         old = existing.get(key)
@@ -225,13 +227,74 @@ def _write_batch(conn: Connection, batch: list[_Good], result: ImportResult, now
         else:
             updates.append({"b_id": old.id, "b_name": good.name, "b_areas": good.areas, "b_now": now})
     if inserts:
-        _IMPORTED.run_many(conn, inserts, {"now": now})
-        note_imported(conn, [row["email_key"] for row in inserts], cause, now)
+        _add(conn, inserts, now, cause)
     if updates:
         conn.execute(t.subscribers.update().where(s.id == sa.bindparam("b_id")).values(
             name=sa.bindparam("b_name"), areas=sa.bindparam("b_areas"), updated_at=sa.bindparam("b_now")), updates)
     result.added += len(inserts)
     result.updated += len(updates)
+
+
+# PostgreSQL: each batch goes through COPY into a temporary staging table, and the lookups and the insert are
+# joins on it. Measured by bench/import_pg.py (100,000 rows, fresh schema, 2 shared cores): 74.7 s before,
+# when SQLite took 10.7 s in the same run. Nearly all of it was the server comparing every row of subscribers
+# with each of a batch's 1,000 keys: psycopg prepares a statement run five times and PostgreSQL then uses a
+# generic plan, where ``email_key IN ($1 … $1000)`` is an unhashed filter on a sequential scan, so the lookup
+# (40 s) and note_imported (24 s) grew with the square of the list. This way: 10.4-12.6 s, with SQLite
+# (which keeps its executemany) at 10.3-13.5 s in the same runs; what is left on the server is mostly index upkeep.
+_STAGE = "nl_import_stage"
+_STAGE_CREATE = (f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (line integer PRIMARY KEY, email text NOT NULL, "
+                 "email_key text NOT NULL, name text NOT NULL, areas text NOT NULL, address_hash text NOT NULL) "
+                 "ON COMMIT DROP")
+_STAGED_EXISTING = sa.text(f"SELECT s.id, s.email_key, s.name, s.areas, s.status FROM {_STAGE} b "
+                           "JOIN subscribers s ON s.email_key = b.email_key")
+_STAGED_SUPPRESSED = sa.text(f"SELECT x.address_hash FROM {_STAGE} b "
+                             "JOIN suppressions x ON x.address_hash = b.address_hash")
+# The rows _write_batch chose to insert are those with no subscriber and no suppression: the same two tests,
+# in the same transaction, in file order (ids as executemany gives them); each new row's event in the same
+# statement, as note_imported writes it. ON CONFLICT only matters when another session added the address since
+# the lookup: the count then differs from _write_batch's and _add refuses rather than report a wrong one.
+_STAGED_ADD = sa.text(
+    "WITH added AS (INSERT INTO subscribers (email, email_key, name, areas, status, source, created_at, updated_at) "
+    f"SELECT b.email, b.email_key, b.name, b.areas, 'active', 'import', :now, :now FROM {_STAGE} b "
+    "WHERE NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.address_hash = b.address_hash) ORDER BY b.line "
+    "ON CONFLICT (email_key) DO NOTHING RETURNING id, status) "
+    "INSERT INTO subscriber_events (subscriber_id, at, status, cause) SELECT id, :now, status, :cause FROM added"
+).bindparams(sa.bindparam("now", type_=t.When), sa.bindparam("cause", type_=sa.Text))
+
+
+def _lookup(conn: Connection, batch: list[_Good], keys: list[str],
+            hashes: dict[str, str]) -> tuple[dict[str, Any], set[str]]:
+    """The batch's existing subscribers by email_key, and which of its hashes are suppressed. On PostgreSQL the
+    batch is first copied into the staging table, which ``_add`` then inserts from."""
+    if conn.dialect.name != "postgresql":
+        s = t.subscribers.c
+        existing = {r.email_key: r for r in conn.execute(
+            sa.select(s.id, s.email_key, s.name, s.areas, s.status).where(s.email_key.in_(keys)))}
+        return existing, suppressed_hashes(conn, list(hashes.values()))
+    conn.exec_driver_sql(_STAGE_CREATE)
+    conn.exec_driver_sql(f"TRUNCATE {_STAGE}")
+    cursor = conn.connection.cursor()
+    try:
+        with cursor.copy(f"COPY {_STAGE} (line, email, email_key, name, areas, address_hash) FROM STDIN") as copy:
+            for line, (good, key) in enumerate(zip(batch, keys, strict=True)):
+                copy.write_row((line, good.email, key, good.name, good.areas, hashes[key]))
+    finally:
+        cursor.close()
+    return ({r.email_key: r for r in conn.execute(_STAGED_EXISTING)},
+            set(conn.scalars(_STAGED_SUPPRESSED)))
+
+
+def _add(conn: Connection, inserts: list[dict[str, str]], now: datetime, cause: str) -> None:
+    """Insert the batch's new subscribers, each with its first event (see the figures above ``_STAGE``)."""
+    if conn.dialect.name != "postgresql":
+        _IMPORTED.run_many(conn, inserts, {"now": now})
+        note_imported(conn, [row["email_key"] for row in inserts], cause, now)
+        return
+    added = conn.execute(_STAGED_ADD, {"now": now, "cause": cause[:CAUSE_MAX]}).rowcount
+    if added != len(inserts):
+        raise AudienceError(f"{len(inserts) - added} of the file's new addresses were added by someone else "
+                            "during the import: nothing was imported; run it again")
 
 
 # --- CSV export --------------------------------------------------------------------------------
