@@ -61,6 +61,7 @@ class NewsletterSection(_Section):
     language: str = "en"
     identity: str = "ML Papers Weekly · Example Lab · 1 Example Street · 10115 Berlin"
     send_when_no_match: bool = False
+    late_joiners_days: float = Field(default=7.0, ge=0)  # confirming this soon after a send gets that issue; 0: off
     editor: str = ""  # `preview --serve`: where "send me a test" sends a [Test] copy
 
     @field_validator("areas")

@@ -114,13 +114,17 @@ class Renderer:
             raise RenderError(f"{self.templates}: unknown slot {name!r} (known: {', '.join(SLOT_NAMES)})")
         return Markup(f"__nl{self._nonce}_{name}__")
 
-    def render(self, issue: Issue, chosen: Iterable[str]) -> RenderedGroup | None:
-        """The group's email, or None when no paper meets its areas and config says not to send."""
+    def render(self, issue: Issue, chosen: Iterable[str], web: Mapping[str, str] | None = None,
+               ) -> RenderedGroup | None:
+        """The group's email, or None when no paper meets its areas and config says not to send.
+
+        ``web`` (the archive page: ``action``, ``csrf_field``, ``csrf``) renders the issue itself rather than
+        someone's copy: no greeting, and a subscribe box where the footer's own links would be."""
         areas = area_names.group(chosen, self.areas)
         featured, others = split_papers(issue, areas)
         if not featured and not self.config.newsletter.send_when_no_match:
             return None
-        ctx = self._context(issue, areas, featured, others)
+        ctx = self._context(issue, areas, featured, others) | {"web": web}
         ctx["subject"] = _one_line(self._template("subject.txt.j2", ctx))
         ctx["preheader"] = _one_line(self._template("preheader.txt.j2", ctx))
         source = self._template("base.mjml.j2", ctx)

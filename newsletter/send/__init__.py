@@ -4,6 +4,7 @@
     pool       the sending threads: claim, begin, deliver, record; nothing one row does stalls them
     worker     ``newsletter worker``: DELIVER passes over every issue being sent
     control    an operator's pause, resume, cancel (any process notices at its next claim), a test copy
+    latejoin   the latest issue, once, for a reader who confirms within ``late_joiners_days`` of its send
     background sends the console and the API start: a thread of ``newsletter serve``, or the workers'
     status     where every issue stands (readiness, counts, rates, the next send) for the console and the API
     outbox     the narrow store of rows (named queries); ``policy`` decides what an outcome means

@@ -83,6 +83,7 @@ class Options:
     test_to: str = ""              # TEST: the editor's address ...
     test_areas: tuple[str, ...] = ()  # ... and the group to send (default: every area)
     new_subscribers: bool = False  # SEND, ENQUEUE, DRY_RUN: only active subscribers with no row for the issue
+    subscriber: int | None = None  # with new_subscribers: only this one (a late joiner, send/latejoin.py)
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,8 @@ class Campaign:
         if mode is Mode.TEST:
             self.warn([self.test_key(options.test_areas)])
             return Run(mode, test=self.test_copy(options.test_to, options.test_areas))
-        started = self.start(mode, options.resend_unknown, options.new_subscribers)
-        if mode is not Mode.DELIVER:
+        started = self.start(mode, options.resend_unknown, options.new_subscribers, options.subscriber)
+        if mode is not Mode.DELIVER and options.subscriber is None:  # one reader's copy: no per-group sizing
             self.warn(self.groups.by_key)
         if mode is Mode.ENQUEUE:
             return Run(mode, started=started)
@@ -162,14 +163,15 @@ class Campaign:
             before = lifecycle.issue_state(conn, self.issue.slug)
         return Plan(dict(sorted(counts.items())), skipped, before)
 
-    def start(self, mode: Mode, resend_unknown: bool = False, new_subscribers: bool = False) -> Started:
+    def start(self, mode: Mode, resend_unknown: bool = False, new_subscribers: bool = False,
+              only: int | None = None) -> Started:
         """Gate, then make the issue's outbox (issue row and every row in one transaction), find it, or
         add the newcomers' rows to it; turn the rows of processes that died mid-transfer into ``unknown``."""
         now = self.clock.now()
         with self.engine.begin() as conn:
             if mode is not Mode.DELIVER:
                 lifecycle.require_ready(conn, self.issue, self.path)
-            iid, created = self._outbox(conn, mode, new_subscribers, now)
+            iid, created = self._outbox(conn, mode, new_subscribers, now, only)
         with self.engine.begin() as conn:
             recovered = outbox.recover(conn, iid, now, outbox.local_alive)
             requeued = outbox.resend_unknown(conn, iid) if resend_unknown else 0
@@ -181,13 +183,13 @@ class Campaign:
         return Started(iid, created, recovered, requeued, due)
 
     def _outbox(self, conn: sa.Connection, mode: Mode, new_subscribers: bool,
-                now: datetime) -> tuple[int, outbox.Counts | None]:
+                now: datetime, only: int | None = None) -> tuple[int, outbox.Counts | None]:
         """The issue's id and the rows made now (None: found as it was); a send reaching no one raises
         ``NothingToSend`` here, inside the transaction, which rolls back the issue row with it."""
         slug = self.issue.slug
         if new_subscribers:
             iid = self._sent_id(conn)
-            created = outbox.enqueue(conn, iid, self.groups.key_for, now, new_only=True)
+            created = outbox.enqueue(conn, iid, self.groups.key_for, now, new_only=True, only=only)
         elif (found := lifecycle.issue_id(conn, slug)) is not None:
             return found, None
         elif mode is Mode.DELIVER:

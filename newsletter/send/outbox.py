@@ -66,18 +66,21 @@ def active_subscribers(conn: Connection, page: int = PAGE, new_for: int | None =
     return keyset_pages(conn, sa.select(s.id, s.email, s.name, s.areas).where(*mailable(new_for)), s.id, page)
 
 
-def mailable(new_for: int | None = None) -> list[sa.ColumnElement[bool]]:
+def mailable(new_for: int | None = None, only: int | None = None) -> list[sa.ColumnElement[bool]]:
     """Who may be mailed, written once: an active subscriber; for ``new_for`` (an issue's id), only one
-    with no row of that issue yet, so a later send to newcomers never reaches anyone it reached before."""
+    with no row of that issue yet, so a later send to newcomers never reaches anyone it reached before;
+    ``only`` narrows it to one subscriber id (a late joiner's copy on confirmation)."""
     s, o = t.subscribers.c, t.outbox.c
     where = [s.status == "active"]
     if new_for is not None:
         where.append(~sa.exists().where(o.issue_id == new_for, o.subscriber_id == s.id))
+    if only is not None:
+        where.append(s.id == only)
     return where
 
 
 def enqueue(conn: Connection, iid: int, group_of: Callable[[str], str | None], now: datetime,
-            new_only: bool = False) -> Counts:
+            new_only: bool = False, only: int | None = None) -> Counts:
     """Insert one outbox row per active subscriber; a group meeting no paper is skipped.
 
     One INSERT ... SELECT: the group of a subscriber depends only on the stored areas, which take
@@ -87,10 +90,10 @@ def enqueue(conn: Connection, iid: int, group_of: Callable[[str], str | None], n
     either complete or absent, so a crash during enqueue leaves nothing half-made.
     ``new_only`` (``send --new-subscribers``): only subscribers with no row for the issue yet; the
     unique (issue_id, subscriber_id) key would refuse a second row anyway. Its counts are the new
-    rows' (RETURNING), not the issue's.
+    rows' (RETURNING), not the issue's. ``only`` (with ``new_only``): that one subscriber, if new.
     """
     s, o = t.subscribers.c, t.outbox.c
-    who = mailable(iid if new_only else None)
+    who = mailable(iid if new_only else None, only)
     keys = {areas: group_of(areas) for areas in conn.scalars(sa.select(s.areas).where(*who).distinct())}
     if not keys:
         return Counts()

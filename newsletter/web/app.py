@@ -144,7 +144,7 @@ class Web(Pages):
     def preferences_page(self, request: Request, sub: Subscriber, status: int = 200, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("values", {"name": sub.name, "areas": sub.areas or self.areas})
         return self.page(request, "preferences.html.j2", status, areas=self.areas, email=_masked(sub.email),
-                         status_now=sub.status, **ctx)
+                         status_now=sub.status, unsubscribe=self.own_link(request, UNSUBSCRIBE, sub.id), **ctx)
 
     async def preferences_form(self, request: Request) -> Response:
         sub = await self.subscriber(PREFERENCES, request.path_params["token"])
@@ -180,13 +180,18 @@ class Web(Pages):
         if path is None or not await self.db(issues.is_published, slug):
             return self.message(request, 404, "No such issue", "There is no sent issue by that name.",
                                 link="/archive", link_text="All issues")
+        cookie, new = self.csrf.cookie_value(request)
         try:
-            html = await run_in_threadpool(self.archive_pages.html, path)
+            html = await run_in_threadpool(self.archive_pages.html, path, self.csrf.field_value(cookie))
         except NewsletterError as exc:
             return self.unshowable(request, path, exc)
         if html is None:
             return self.message(request, 404, "Empty issue", "This issue has no papers.")
-        return HTMLResponse(html, headers={"Cache-Control": "public, max-age=300"})
+        # the subscribe box holds this visitor's CSRF field: a shared cache must not hand it to another
+        response = HTMLResponse(html, headers={"Cache-Control": "private, no-cache"})
+        if new:
+            self.set_csrf_cookie(request, response, cookie)
+        return response
 
     def unshowable(self, request: Request, path: Path, exc: NewsletterError) -> HTMLResponse:
         """A sent issue whose file (or a template) went bad since: a one-line page for the reader, and for the

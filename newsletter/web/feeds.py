@@ -47,7 +47,10 @@ def sent(conn: Connection, limit: int = LATEST) -> list[Sent]:
     """The latest finished issues, newest first."""
     i = t.issues.c
     when = sa.func.coalesce(i.finished_at, i.started_at, i.created_at)
-    rows = conn.execute(sa.select(i.slug, i.title, when.label("at")).where(i.state == IssueState.SENT)
+    # finished once: a late joiner's copy (send/latejoin.py) puts the issue back to sending for a moment, which must
+    # not take it out of the feed
+    finished = sa.or_(i.state == IssueState.SENT, i.finished_at.is_not(None))
+    rows = conn.execute(sa.select(i.slug, i.title, when.label("at")).where(finished)
                         .order_by(when.desc(), i.id.desc()).limit(limit)).all()
     return [Sent(r.slug, r.title, aware(r.at)) for r in rows]
 

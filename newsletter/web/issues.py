@@ -8,6 +8,7 @@ never by a path built from the URL.
 
 from __future__ import annotations
 
+import html as htmllib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..render import Renderer
 from ..store import tables as t
 from .feeds import link_tags
 from .filecache import FileCache
+from .guard import CSRF_FIELD
 
 
 @dataclass(frozen=True)
@@ -48,25 +50,35 @@ def issue_file(config: Config, slug: str) -> Path | None:
     return next((p for p in issue_files(config.path("issues")) if p.stem == slug), None)
 
 
+# Where the visitor's CSRF field value goes in the cached archive page; filled on every request.
+CSRF_MARK = "nl-archive-csrf-field"
+
+
 def web_slots(config: Config) -> dict[str, str]:
-    """Slot values for a copy read on the web: no subscriber, so the footer links go to the sign-up."""
+    """Slot values for the issue read on the web: no subscriber (the web render leaves out greeting and links)."""
     signup = f"{config.newsletter.base_url}/subscribe"
-    return {"name": "there", "email": "", "unsubscribe_url": signup, "preferences_url": signup}
+    return {"name": "", "email": "", "unsubscribe_url": signup, "preferences_url": signup}
 
 
 class Archive:
-    """Whole issues (every paper in full) as HTML, rendered once per issue file version, advertising the feeds."""
+    """Whole issues (every paper in full) as HTML, rendered once per issue file version, advertising the feeds.
+
+    The page is the issue, not a copy of someone's email: no greeting, no reader's links, and a subscribe
+    box whose CSRF field (``CSRF_MARK`` in the cached page) is the visitor's own."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self._pages: FileCache[str | None] = FileCache()
 
-    def html(self, path: Path) -> str | None:
-        return self._pages.get(path, self._render)
+    def html(self, path: Path, csrf: str) -> str | None:
+        page = self._pages.get(path, self._render)
+        return page.replace(CSRF_MARK, htmllib.escape(csrf), 1) if page is not None else None
 
     def _render(self, path: Path) -> str | None:
         issue = load_issue(path, self.config.newsletter.areas)
-        group = Renderer(self.config).render(issue, self.config.newsletter.areas)
+        # relative to /archive/<issue>, so it holds under a root path too
+        web = {"action": "../subscribe", "csrf_field": CSRF_FIELD, "csrf": CSRF_MARK}
+        group = Renderer(self.config).render(issue, self.config.newsletter.areas, web=web)
         if group is None:  # an issue without papers
             return None
         return group.fill(web_slots(self.config))[0].replace("</head>", link_tags(self.config) + "</head>", 1)

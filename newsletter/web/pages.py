@@ -53,9 +53,13 @@ class Pages:
             csrf_field=CSRF_FIELD, csrf=self.csrf.field_value(cookie), **ctx)
         response = HTMLResponse(body, status, headers=headers, background=background)
         if new:
-            response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict",
-                                secure=request.url.scheme == "https", path="/")
+            self.set_csrf_cookie(request, response, cookie)
         return response
+
+    def set_csrf_cookie(self, request: Request, response: HTMLResponse, cookie: str) -> None:
+        """The double submit's cookie half, for a page whose form carries its signature."""
+        response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", path="/")
 
     def message(self, request: Request, status: int, title: str, text: str, **ctx: Any) -> HTMLResponse:
         """A one-paragraph page (message.html.j2): a title and a sentence, maybe a link."""
@@ -87,8 +91,10 @@ class Pages:
     async def form(self, request: Request) -> FormData:
         return await request.form(max_files=0, max_fields=20)
 
-    async def activated(self, request: Request, sid: int, cause: str) -> HTMLResponse:
-        """The owner proved the address (a confirmation, or the unsubscribe page's "subscribe again")."""
+    async def activated(self, request: Request, sid: int, cause: str,
+                        then: Callable[[int], None] | None = None) -> HTMLResponse:
+        """The owner proved the address (a confirmation, or the unsubscribe page's "subscribe again");
+        ``then(sid)`` runs after the answer once the subscriber is active (the late joiner's issue)."""
         sub = await self.db(audience.confirm_id, sid, None, cause)
         if sub is None:
             return self.bad_link(request)
@@ -96,7 +102,8 @@ class Pages:
             return self.message(request, 200, "Not activated",
                                 "This address cannot be subscribed at the moment. Please contact us.")
         return self.message(request, 200, "You are subscribed", "Thank you: the next issue will come to your inbox.",
-                            link=self.own_link(request, PREFERENCES, sid), link_text="Choose your areas")
+                            link=self.own_link(request, PREFERENCES, sid), link_text="Choose your areas",
+                            background=BackgroundTask(then, sid) if then else None)
 
 
 async def in_transaction(engine: Engine, fn: Callable[..., T], *args: Any) -> T:

@@ -4,7 +4,8 @@ The confirmation mail leaves through the send pipeline's one way out (``send.Mai
 when a key is configured, like every other message, and carrying nothing the form supplied but the
 address (``send.compose.confirmation``). Database and SMTP work is blocking, so the mail is sent in a
 background task after the response: the sign-up page answers the same, and in the same time, whether
-or not the address was known or a mail went out.
+or not the address was known or a mail went out. Confirming, likewise after the answer, sends the
+latest issue if its send is recent (``send.latejoin``: the rule lives in the library, not here).
 
 Three limits, each against another flood: ``[web] subscribe_per_hour`` form posts per client (in
 this process's memory), one mail per address per ``[web] confirm_every_minutes`` however many clients
@@ -29,7 +30,7 @@ from .. import audience
 from ..audience import Subscriber
 from ..clock import SYSTEM, Clock
 from ..errors import AudienceError, BadToken
-from ..send import Mailer, Outcome, Recipient
+from ..send import Mailer, Outcome, Recipient, latejoin
 from ..send.compose import Confirmation
 from . import guard
 from .guard import CSRF_FIELD, SlidingWindow, client_ip
@@ -136,4 +137,16 @@ class SignUp:
             return self.pages.bad_link(request)
         if not self.pages.csrf.valid(request, form.get(CSRF_FIELD)):
             return self.pages.forbidden(request)
-        return await self.pages.activated(request, sub.id, "confirmed with the link in the confirmation email")
+        return await self.pages.activated(request, sub.id, "confirmed with the link in the confirmation email",
+                                          then=self.late_joiner)
+
+    def late_joiner(self, sid: int) -> None:
+        """After the answer: the latest issue, if it went out within ``[newsletter] late_joiners_days`` and this
+        reader has no copy of it yet (``send.latejoin``: through the send path, logged in the outbox)."""
+        try:
+            run = latejoin.send_latest(self.pages.config, self.pages.engine, sid, self.now)
+        except Exception:  # after the response: nobody else would hear of it
+            log.exception("the latest issue could not be sent to newly confirmed subscriber %d", sid)
+            return
+        if run is not None and run.started is not None:
+            log.info("newly confirmed subscriber %d: the latest issue enqueued (%d delivered now)", sid, run.delivered)
