@@ -3,6 +3,7 @@ a TLS relay's certificate, a DKIM key, headless Chromium, PostgreSQL schemas."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import os
@@ -10,6 +11,7 @@ import shutil
 import ssl
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -163,6 +165,26 @@ def browser(chromium_path: str) -> Iterator[object]:
         )
         yield browser
         browser.close()
+
+
+@contextlib.contextmanager
+def live_server(app: Any, port: int, **options: Any) -> Iterator[str]:
+    """``app`` under a real uvicorn on 127.0.0.1:``port`` in a thread, for browser tests: its base URL, then stopped."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                                           **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 PG_URL = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -4,14 +4,11 @@ and a slow aiosmtpd relay, so the pause lands while messages are still going out
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from newsletter import accounts, store
 from newsletter.clock import utcnow
@@ -20,6 +17,7 @@ from newsletter.mailsink import free_port, start
 from newsletter.send.background import Sends
 from newsletter.web import create_app
 
+from .conftest import live_server
 from .sendkit import ISSUE, Slow, add_subscribers, config_text, counts, issues_folder, sent
 
 pytestmark = pytest.mark.browser
@@ -56,21 +54,14 @@ def served(tmp_path) -> Iterator[Served]:
     add_subscribers(engine, PEOPLE)
     with engine.begin() as conn:
         accounts.add_user(conn, "ada", "operator", PASSWORD, utcnow())
-    server = uvicorn.Server(uvicorn.Config(create_app(config, engine), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off", timeout_graceful_shutdown=3))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
     sends = Sends.of(config, engine)
     try:
-        yield Served(f"http://127.0.0.1:{port}", engine, handler, sends)
+        with live_server(create_app(config, engine), port, timeout_graceful_shutdown=3) as url:
+            try:
+                yield Served(url, engine, handler, sends)
+            finally:
+                sends.stop_all(10)
     finally:
-        sends.stop_all(10)
-        server.should_exit = True
-        thread.join(10)
         relay.stop()
         engine.dispose()
 

@@ -3,14 +3,11 @@ SQLite file, an operator signing in through the form."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy.engine import Engine
 
 from newsletter import accounts, audience, store
@@ -19,7 +16,7 @@ from newsletter.config import load_config
 from newsletter.mailsink import free_port
 from newsletter.web import create_app
 
-from .conftest import AREAS
+from .conftest import AREAS, live_server
 
 pytestmark = pytest.mark.browser
 
@@ -54,19 +51,10 @@ def live(make_config) -> Iterator[Live]:
         audience.add(conn, "ada.lovelace@example.org", "Ada Lovelace", "", AREAS)
         for n in range(60):
             audience.add(conn, f"reader{n}@example.org", f"Reader {n}", "RL", AREAS)
-    server = uvicorn.Server(uvicorn.Config(create_app(config, engine), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
     try:
-        yield Live(f"http://127.0.0.1:{port}", engine)
+        with live_server(create_app(config, engine), port) as url:
+            yield Live(url, engine)
     finally:
-        server.should_exit = True
-        thread.join(10)
         engine.dispose()
 
 

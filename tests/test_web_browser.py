@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from newsletter import audience, store
@@ -24,7 +22,7 @@ from newsletter.mailsink import free_port
 from newsletter.render import split_papers
 from newsletter.web import create_app
 
-from .conftest import AREAS, REPO
+from .conftest import AREAS, REPO, live_server
 from .smtpd import ScriptedHandler, smtp_server
 
 pytestmark = pytest.mark.browser
@@ -72,19 +70,10 @@ def live(make_config, tmp_path) -> Iterator[Live]:
         config = load_config(path)
         engine = store.engine_for(config.database_url)
         store.migrate(engine)
-        server = uvicorn.Server(uvicorn.Config(create_app(config, engine), host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.started, "uvicorn did not start"
         try:
-            yield Live(f"http://127.0.0.1:{port}", path, handler, engine)
+            with live_server(create_app(config, engine), port) as url:
+                yield Live(url, path, handler, engine)
         finally:
-            server.should_exit = True
-            thread.join(10)
             engine.dispose()
 
 

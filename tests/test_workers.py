@@ -18,25 +18,10 @@ from newsletter.config import load_config
 from newsletter.store import tables as t
 
 from .conftest import PG_URL, REPO
+from .sendkit import issue_text
 from .smtpd import ScriptedHandler
 
 ISSUE = "2026-06-04"
-SMALL_ISSUE = """\
-title = "A small week"
-date = 2026-06-04
-week = { start = 2026-05-29, end = 2026-06-04 }
-ready = true
-
-[[papers]]
-title = "One paper for every area"
-authors = ["A. Author"]
-arxiv = "2606.00001"
-areas = ["LLM", "Vision", "RL", "Agents"]
-
-[[papers.sections]]
-heading = "Method"
-body = "Short, so the test server is not the bottleneck."
-"""
 
 
 class CountingHandler(ScriptedHandler):
@@ -53,7 +38,7 @@ def cluster(make_config, pg_url, tmp_path):
     """A config on a fresh PostgreSQL schema with a small issue, aimed at a counting SMTP server."""
     issues = tmp_path / "issues"
     issues.mkdir()
-    (issues / f"{ISSUE}.toml").write_text(SMALL_ISSUE, encoding="utf-8")
+    (issues / f"{ISSUE}.toml").write_text(issue_text(), encoding="utf-8")
     handler = CountingHandler()
     from newsletter.mailsink import start
 
