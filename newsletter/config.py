@@ -112,6 +112,7 @@ class SmtpSection(_Section):
     password: SecretStr = SecretStr("")
     envelope_from: str = ""
     connections: int = Field(default=4, ge=1, le=64)
+    processes: int = Field(default=0, ge=0, le=64)  # 0: one a core (one for a rate-limited send); send/fanout.py
     timeout: float = Field(default=30.0, gt=0)
     rate_per_second: float = Field(default=0.0, ge=0)
     rate_per_hour: int = Field(default=0, ge=0)

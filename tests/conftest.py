@@ -53,10 +53,12 @@ def need(reason: str) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests see no NEWSLETTER_* variables from the shell that started them."""
+    """Tests see no NEWSLETTER_* variables from the shell that started them, but one: a send delivers in one
+    process (a helper process per core and per send would slow the suite); tests/test_fanout.py lifts it."""
     for key in list(os.environ):
         if key.upper().startswith("NEWSLETTER_"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("NEWSLETTER_SMTP__PROCESSES", "1")
 
 
 @pytest.fixture

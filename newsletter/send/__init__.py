@@ -1,6 +1,7 @@
 """The send pipeline: every message the engine sends, and every send of an issue.
 
     campaign   plan → enqueue → deliver → finish, one orchestration for every mode
+    fanout     a send's helper processes, one a core, each a DELIVER pass over the same outbox
     pool       the sending threads: claim, begin, deliver, record; nothing one row does stalls them
     worker     ``newsletter worker``: DELIVER passes over every issue being sent
     control    an operator's pause, resume, cancel (any process notices at its next claim), a test copy
@@ -17,7 +18,7 @@
     transport  the seam (``Outgoing``, ``Result``, ``Transport``) and the directory transport
     smtp       the SMTP transport: the only module that knows the wire
 
-Imports run one way: campaign/worker → pool → mailer → compose/sign/transport.
+Imports run one way: campaign/worker → fanout, pool → mailer → compose/sign/transport.
 """
 
 from .campaign import Campaign, Events, Mode, Options, Plan, Run, Started

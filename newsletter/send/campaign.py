@@ -23,11 +23,13 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -39,7 +41,8 @@ from ..errors import NothingToSend, SendFault
 from ..lifecycle import IssueState
 from ..links import Links, links_for, sample_links
 from ..render import GMAIL_CLIP_BYTES
-from . import outbox
+from ..store import engine_for
+from . import fanout, outbox
 from .compose import prepare
 from .groups import Groups
 from .mailer import Mailer, Recipient, sizing_mailer
@@ -117,13 +120,15 @@ class Campaign:
 
     def __init__(self, config: Config, engine: sa.Engine, issue: Issue, *, path: Path | None = None,
                  clock: Clock = SYSTEM, stop: threading.Event | None = None, events: Events | None = None,
-                 mailer: Mailer | None = None) -> None:
+                 mailer: Mailer | None = None, groups: Groups | None = None) -> None:
         self.config, self.engine, self.issue, self.path = config, engine, issue, path
         self.clock = clock
         self.stop = stop or threading.Event()
         self.events = events or Events()
+        # a clock or mailer handed in (tests) cannot cross into another process: such a send stays in this one
+        self.own_parts = mailer is None and clock is SYSTEM
         self.mailer = mailer or Mailer(config, clock)
-        self.groups = Groups(config, issue, dataclasses.replace(self.mailer.sender, campaign=issue.slug))
+        self.groups = groups or Groups(config, issue, dataclasses.replace(self.mailer.sender, campaign=issue.slug))
         self.links = links_for(config, engine)
 
     def run(self, mode: Mode, options: Options = Options()) -> Run:
@@ -138,12 +143,12 @@ class Campaign:
         if mode is Mode.ENQUEUE:
             return Run(mode, started=started)
         self.events.started(started)
-        delivery = self.deliver(started, wait=mode is Mode.SEND and options.wait)
+        delivery, helped = self.deliver(started, wait=mode is Mode.SEND and options.wait, fan_out=mode is Mode.SEND)
         state = self.finish(started.iid, delivery.state.fault)
         # a worker's pass needs no report: it reads every row of the issue, at each pass of each worker
         report = self.report() if mode is not Mode.DELIVER else None
-        return Run(mode, started=started, report=report, fault=delivery.state.fault, delivered=delivery.state.done,
-                   state=state)
+        return Run(mode, started=started, report=report, fault=delivery.state.fault,
+                   delivered=delivery.state.done + helped, state=state)
 
     # --- the steps -------------------------------------------------------------------------------
 
@@ -210,12 +215,41 @@ class Campaign:
                                 "subscriber (--new-subscribers is for those who joined after a send)")
         return iid
 
-    def deliver(self, started: Started, wait: bool) -> Delivery:
-        with self.events.progress(started) as tick:
-            delivery = Delivery(self.config, self.engine, self.groups, self.links, self.mailer, clock=self.clock,
-                                stop=self.stop, on_progress=tick)
-            delivery.run(started.iid, wait)
-        return delivery
+    def deliver(self, started: Started, wait: bool, fan_out: bool = False) -> tuple[Delivery, int]:
+        """Deliver the due rows: with ``fan_out`` (a send, not a worker's pass: workers are processes already),
+        helper processes first when it gets more than one (send/fanout.py), then this process's own threads for
+        what they left; the delivery and how many the helpers delivered."""
+        url = self.engine.url.render_as_string(hide_password=False)
+        count = fanout.processes_for(self.config, url, started.due) if fan_out and self.own_parts else 1
+        helpers = self._helpers(count) if count > 1 else None
+        try:
+            with self.events.progress(started) as tick:  # after the fork: a progress bar is a thread
+                codes = helpers.wait(tick) if helpers else []
+                if any(codes):
+                    logging.getLogger(__name__).warning(
+                        "%s: a helper process exited with %s: its rows go back to the queue, those it was "
+                        "sending are marked unknown", self.issue.slug, ", ".join(map(str, filter(None, codes))))
+                delivery = Delivery(self.config, self.engine, self.groups, self.links, self.mailer, clock=self.clock,
+                                    stop=self.stop, on_progress=tick)
+                delivery.run(started.iid, wait)
+        except BaseException:
+            if helpers:
+                helpers.kill()
+            raise
+        return delivery, helpers.done if helpers else 0
+
+    def _helpers(self, count: int) -> fanout.Helpers:
+        """Start ``count`` helper processes, each with its share of the connections; every group rendered first,
+        so forked helpers inherit them, and no database connection open across the fork."""
+        for key in self.groups.by_key:
+            self.groups.get(key)
+        self.engine.dispose()
+        url = self.engine.url.render_as_string(hide_password=False)
+        jobs = [fanout.Job(share, self.issue, self.path, url, os.getpid(), self.groups)
+                for share in fanout.shares(self.config, count)]
+        helpers = fanout.Helpers(_help, jobs, self.stop)
+        helpers.start()
+        return helpers
 
     def finish(self, iid: int, fault: str | None) -> IssueState:
         """The issue's state after a run: paused (with the reason), sent, or still sending.
@@ -261,6 +295,31 @@ class Campaign:
         prepared = prepare(dataclasses.replace(group, subject=f"[Test] {group.subject}"), self.groups.sender)
         msg = self.mailer.copy(prepared, self.links, Recipient(None, to, ""), self.mailer.new_message_id())
         return self.mailer.send_one(msg)
+
+
+class _Counted(Events):
+    """A helper process's events: each message it delivers is added to the count its parent shows."""
+
+    def __init__(self, count: Any) -> None:
+        self.count = count
+
+    def progress(self, started: Started) -> contextlib.AbstractContextManager[Callable[[int], None]]:
+        def tick(n: int) -> None:
+            with self.count.get_lock():
+                self.count.value += n
+
+        return contextlib.nullcontext(tick)
+
+
+def _help(job: fanout.Job, stop: Any, count: Any) -> None:
+    """A helper process (send/fanout.py): one DELIVER pass of the issue with its share of the connections."""
+    with fanout.helper_process(job, stop) as local:
+        engine = engine_for(job.url)
+        try:
+            Campaign(job.config, engine, job.issue, path=job.path, stop=local, events=_Counted(count),
+                     groups=job.groups).run(Mode.DELIVER, Options(wait=False))
+        finally:
+            engine.dispose()
 
 
 def nobody(slug: str, counts: outbox.Counts, new_subscribers: bool) -> str:

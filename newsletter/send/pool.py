@@ -36,6 +36,7 @@ from ..errors import SendFault
 from ..lifecycle import IssueState
 from ..links import Links
 from ..store import tables as t
+from ..store.turn import writer_turn
 from . import outbox
 from .groups import Groups
 from .mailer import Line, Mailer, Recipient
@@ -129,9 +130,7 @@ class Delivery:
         self._held_lock = threading.Lock()
         self.on_progress = on_progress or (lambda n: None)
         self.due_by: datetime | None = None
-        sqlite = engine.dialect.name == "sqlite"
-        self._sqlite_turn: contextlib.AbstractContextManager[object] = (
-            threading.Lock() if sqlite else contextlib.nullcontext())
+        self._sqlite_turn = writer_turn(engine)  # SQLite: one writer at a time, across processes too
 
     def run(self, iid: int, wait: bool = True) -> None:
         """Deliver every due row; with ``wait``, keep going until deferred rows are final too.
@@ -269,8 +268,8 @@ class Delivery:
     def _write(self, conn: sa.Connection, done: _Done) -> Iterator[None]:
         """A write transaction that first records the result still pending on this connection.
 
-        On SQLite the process's threads take turns through a lock: waiting on it costs microseconds,
-        where SQLite's own busy handler sleeps whole milliseconds between retries.
+        On SQLite the writers of a send take turns through a lock (store/turn.py): waiting on it costs
+        microseconds, where SQLite's own busy handler sleeps whole milliseconds between retries.
         """
         with self._sqlite_turn, conn.begin():
             if done:
