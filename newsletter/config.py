@@ -162,6 +162,9 @@ class BouncesSection(_Section):
     # provider webhooks, POST /hooks/<provider> (web/hooks.py): only these answer, the others are 404
     providers: list[Literal["ses", "mailgun", "postmark", "sendgrid"]] = Field(default_factory=list)
     hook_max_bytes: int = Field(default=1 << 20, ge=1024)  # a larger webhook body is refused (413)
+    # a notification signed longer ago than this (or over 5 minutes ahead) is refused (403): a replay; raise it
+    # if a provider is set to retry for longer (SNS resends a message with its first Timestamp)
+    hook_max_age_seconds: float = Field(default=900.0, ge=60)
     ses_topic_arns: list[str] = Field(default_factory=list)  # the SNS topics whose notifications count
     mailgun_signing_key: SecretStr = SecretStr("")
     postmark_user: str = ""
@@ -243,6 +246,13 @@ class WebSection(_Section):
         return proxies
 
 
+class TrackingSection(_Section):
+    """Click counts per paper (clicks.py): off unless asked; per issue, paper, link kind and day, never per reader."""
+
+    clicks: bool = False
+    ignore_first_seconds: float = Field(default=60.0, ge=0, le=86400)  # scanners follow links as mail arrives
+
+
 class ArxivSection(_Section):
     """``newsletter issue add``: arXiv's API (its terms: a request per 3 s at most, a User-Agent naming us) and
     how its metadata becomes a paper. ``areas`` and ``keywords`` only suggest: the editor decides."""
@@ -279,6 +289,7 @@ class Config(BaseSettings):
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     web: WebSection = Field(default_factory=WebSection)
     arxiv: ArxivSection = Field(default_factory=ArxivSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
     root: Path = Path(".")
     _file: Path = PrivateAttr(default=DEFAULT_CONFIG)
 

@@ -64,10 +64,11 @@ class Sns:
         return signed
 
     def notification(self, message: dict[str, Any], topic: str = TOPIC, version: str = "1",
-                     cert_url: str = CERT_URL) -> bytes:
-        """An SNS Notification carrying ``message`` (an SES notification) as its JSON string, signed."""
+                     cert_url: str = CERT_URL, at: datetime | None = None) -> bytes:
+        """An SNS Notification carrying ``message`` (an SES notification) as its JSON string, signed; published
+        ``at`` (its Timestamp; now by default)."""
         envelope = {"Type": "Notification", "MessageId": _uuid(), "TopicArn": topic, "Message": json.dumps(message),
-                    "Timestamp": _now(), "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"}
+                    "Timestamp": _now(at), "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"}
         return json.dumps(self.sign(envelope, version, cert_url)).encode()
 
     def confirmation(self, subscribe_url: str, topic: str = TOPIC) -> bytes:
@@ -199,6 +200,6 @@ def _uuid() -> str:
     return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _now(at: datetime | None = None) -> str:
+    return (at or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

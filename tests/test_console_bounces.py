@@ -105,8 +105,9 @@ def test_the_log_pages_newest_first_through_every_notice_once_and_filters(stored
 
 
 def test_the_first_page_carries_bounce_reports_summary(stored):
-    """The first page shows `bounces report`: by verdict, by class, the unproven count, the domains, and the
-    notices kept for a person linked to their pages; an older page does not count again."""
+    """The first page shows `bounces report`: by verdict, by class, by Sisimai's reason (hard and soft apart), the
+    unproven count, the domains, and the notices kept for a person linked to their pages; each row of the log its
+    reason; an older page does not count again."""
     stored.proven()
     strangers = unproven(stored, 55)
     first = stored.browser.get("/admin/bounces").text
@@ -115,6 +116,11 @@ def test_the_first_page_carries_bounce_reports_summary(stored):
     assert report.unproven == 55 and f'unproven=true">{report.unproven}</a>' in first
     assert f"bounce {report.by_kind['bounce']}, complaint 1" in first and "hard " in first
     assert "<code>example.net</code>" in first and "For a person" in first
+    assert report.by_reason == [("userunknown", 56, 0, 0), ("feedback", 0, 0, 1)] and "<caption>By reason" in first
+    assert ('<tr><td><code>userunknown</code></td><td class="num">56</td><td class="num">0</td>\n'
+            '    <td class="num">0</td></tr>') in first
+    assert "<td>5.1.1</td><td>userunknown</td>" in first
+    assert "<td></td><td>feedback</td>" in stored.browser.get("/admin/bounces?kind=complaint").text
     assert f'<li><a href="/admin/bounces/{strangers[-1]}">#{strangers[-1]}</a>' in first
     older = stored.browser.get(f"/admin/bounces?before={strangers[-1] - 40}").text
     assert "What came back" not in older and ROW_LINK.search(older)
@@ -129,6 +135,7 @@ def test_a_notice_shows_its_verdict_proof_and_raw_text_escaped(stored):
     page = stored.browser.get(f"/admin/bounces/{hard}")
     assert page.status_code == 200 and "no-store" in page.headers["cache-control"]
     assert "bounce (hard)" in page.text and "5.1.1" in page.text and "verp" in page.text and ISSUE in page.text
+    assert "<dt>Reason</dt><dd>userunknown</dd>" in page.text
     assert 'Subject: Undelivered Mail Returned to Sender' in page.text
     nid = stored.store(HOSTILE, "hostile")
     text = stored.browser.get(f"/admin/bounces/{nid}").text
@@ -161,7 +168,9 @@ def test_the_api_pages_the_log_gives_one_notice_and_the_report(stored):
     only = client.get("/api/v1/bounces?unproven=true", headers=ops).json()["notices"]
     assert [n["id"] for n in only] == sorted(strangers, reverse=True) and all(n["unproven"] for n in only)
     complaint = client.get("/api/v1/bounces?kind=complaint", headers=ops).json()["notices"]
-    assert [(n["id"], n["issue"], n["proof"]) for n in complaint] == [(proven[1], ISSUE, "message-id")]
+    assert [(n["id"], n["issue"], n["proof"], n["reason"]) for n in complaint] == [
+        (proven[1], ISSUE, "message-id", "feedback")]
+    assert client.get(f"/api/v1/bounces/{proven[0]}", headers=ops).json()["reason"] == "userunknown"
     one = client.get(f"/api/v1/bounces/{hostile}", headers=ops)
     assert one.content.isascii() and b"\x1b" not in one.content
     assert one.json()["raw"] == HOSTILE.decode() and one.json()["kind"] == "unknown"

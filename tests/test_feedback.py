@@ -136,8 +136,20 @@ def test_forged_unknown_and_never_sent_notices_change_nothing_and_are_logged(sen
     assert all(status_of(config, e)[0] == "active" for e in PEOPLE)
 
 
+def test_a_notice_saved_with_blank_lines_above_its_headers_acts_by_its_verp_token(sent):
+    """A notice file that starts with blank lines (saved or pasted so) is read from its first header: its VERP
+    token is found and its subscriber suppressed, as without them."""
+    config, _, rows = sent
+    fb = feedback_for(config)
+    to = verp_address(BOUNCES, fb.links.verp_token("r", rows["hard@example.org"].id))
+    done = fb.handle(Notice(b"\n \r\n" + dsn(to, "hard@example.org", "5.1.1", "550 5.1.1 User unknown"), "pasted"))
+    assert (done.kind, done.recipients[0]["reason"]) == ("bounce", "userunknown")
+    assert status_of(config, "hard@example.org")[0] == "bounced"
+
+
 def test_ingest_dry_run_json_reads_files_folders_and_mbox(sent, runner, tmp_path):
-    """`bounces ingest --dry-run --json` prints one object per message (mbox messages as path#N) and changes nothing."""
+    """`bounces ingest --dry-run --json` prints one object per message (mbox messages as path#N), each recipient with
+    its class and Sisimai's reason, and changes nothing."""
     config, _, _ = sent
     folder = tmp_path / "notices"
     folder.mkdir()
@@ -152,9 +164,11 @@ def test_ingest_dry_run_json_reads_files_folders_and_mbox(sent, runner, tmp_path
     assert [(g["source"], g["kind"]) for g in got] == [
         (str(folder / "hard.eml"), "bounce"), (str(folder / "reply.eml"), "not-bounce"),
         (f"{box}#1", "complaint"), (f"{box}#2", "bounce")]
-    assert got[0]["recipients"] == [{"address": "hard@example.org", "class": "hard", "status": "5.1.1",
-                                     "diagnostic": got[0]["recipients"][0]["diagnostic"]}]
-    assert got[3]["recipients"][0]["class"] == "soft" and got[2]["recipients"][0]["address"] == "angry@example.org"
+    assert got[0]["recipients"] == [{"address": "hard@example.org", "class": "hard", "reason": "userunknown",
+                                     "status": "5.1.1", "diagnostic": got[0]["recipients"][0]["diagnostic"]}]
+    assert (got[3]["recipients"][0]["class"], got[3]["recipients"][0]["reason"]) == ("soft", "mailboxfull")
+    assert got[2]["recipients"][0] | {"diagnostic": None} == {"address": "angry@example.org", "class": "hard",
+                                                              "reason": "feedback", "status": None, "diagnostic": None}
     assert all(status_of(config, e)[0] == "active" for e in PEOPLE)
 
 

@@ -60,6 +60,14 @@ LAPOSTE = report("MAILER-DAEMON@mx.example.net (Mail Delivery System)", "Deliver
                  "Final-Recipient: rfc822; gone@laposte.net\nAction: failed\nStatus: 5.0.0\nRemote-MTA: dns; "
                  "smtpz4.laposte.net\nDiagnostic-Code: smtp; 550 5.5.0 Unknown: LPN007_416 mailbox gone\n",
                  rcpt="gone@laposte.net")
+# XWall labels its report's part message/xdelivery-status (a notice of Mail::DeliveryStatus::BounceParser's corpus);
+# Sisimai's RFC3464 reads it as a delivery-status part
+XWALL = report("System Administrator <postmaster@mx.example.net>", "Non delivery report: 5.7.1 (Spam)",
+               "Your message\n\n To: gone@example.org\n Subj: The weekly digest\n\nhas encountered a delivery "
+               "problem.\n\nReason: Spam\nThe message seems to be spam and was not delivered to the recipient.\n",
+               "Final-Recipient: rfc822; gone@example.org\nAction: failed\nStatus: 5.7.1\n"
+               "Diagnostic-Code: smtp; 550 5.7.1 Message rejected as spam\n").replace(
+    "Content-Type: message/delivery-status", "Content-Type: message/xdelivery-status")
 DOVECOT = report("Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>", "Automatically rejected mail",
                  "Your message to <full@example.org> was automatically rejected:\nQuota exceeded (mailbox for user "
                  "is full)\n",
@@ -114,6 +122,9 @@ SAMPLES = {  # name: (message, recipient, reason, hard)
     "qmail": (QMAIL, "gone@example.org", "userunknown", True),
     "domino": (DOMINO, "gone@example.org", "userunknown", True),
     "fallback": (SISIMAI_FALLBACK, "gone@example.org", "systemfull", False),
+    "xdelivery-status": (XWALL, "gone@example.org", "spamdetected", False),
+    # saved with blank lines above its headers (three Exchange notices of PHP-Bounce-Handler's corpus are)
+    "blank-lines-first": ("\n  \n" + POSTFIX, "gone@example.org", "userunknown", True),
 }
 
 
@@ -176,26 +187,31 @@ def test_notaccept_is_hard_unless_its_code_is_temporary():
     assert reasons.is_hard("notaccept") is True and reasons.is_hard("mailboxfull", "5.2.2") is False
 
 
-def test_a_provider_recipient_needs_no_reason():
-    """A webhook's recipient, built with four fields as providers/ builds it, has no reason and keeps its class."""
+def test_a_recipient_built_without_a_reason_has_none():
+    """A recipient built with four fields (as a test or an old caller builds one) has no reason and keeps its class."""
     assert Recipient("a@example.org", True, "5.1.1", "bounced").reason is None
 
 
-def test_bounces_report_counts_by_reason(make_config, runner, tmp_path):
-    """Migration 0009 gives bounce_log its reason; `bounces report` counts bounces and complaints by it."""
+def test_bounces_report_counts_by_reason_hard_and_soft(make_config, runner, tmp_path):
+    """Migration 0009 gives bounce_log its reason; `bounces report` counts bounces by it, hard and soft apart (a 5xx
+    notaccept is hard, a 4xx one soft), and complaints, most first; rows without a reason are not counted."""
     config = make_config()
     engine = store.engine_for(f"sqlite:///{tmp_path / 'newsletter.db'}")
-    assert store.migrate(engine)[1] == "0009"
-    rows = [("bounce", "userunknown"), ("bounce", "userunknown"), ("bounce", "mailboxfull"),
-            ("complaint", "feedback"), ("auto-reply", None), ("bounce", None)]
+    assert store.migrate(engine)[1] >= "0009"
+    rows = [("bounce", "hard", "userunknown"), ("bounce", "hard", "userunknown"), ("bounce", "soft", "mailboxfull"),
+            ("bounce", "hard", "notaccept"), ("bounce", "soft", "notaccept"), ("complaint", None, "feedback"),
+            ("auto-reply", None, None), ("bounce", "soft", None)]
     with engine.begin() as conn:
-        conn.execute(t.bounce_log.insert(), [dict(received_at=WHEN, source="t", kind=k, action="x", reason=r)
-                                             for k, r in rows])
+        conn.execute(t.bounce_log.insert(), [{"received_at": WHEN, "source": "t", "kind": k, "class": c,
+                                              "action": "x", "reason": r} for k, c, r in rows])
     with engine.connect() as conn:
-        assert bounce_report(conn).by_reason == {"userunknown": 2, "feedback": 1, "mailboxfull": 1}
+        assert bounce_report(conn).by_reason == [("notaccept", 1, 1, 0), ("userunknown", 2, 0, 0),
+                                                 ("feedback", 0, 0, 1), ("mailboxfull", 0, 1, 0)]
     engine.dispose()
-    assert json.loads(invoke(runner, config, "bounces", "report", "--json").output)["by_reason"]["userunknown"] == 2
-    assert "By reason: userunknown 2, feedback 1, mailboxfull 1" in invoke(runner, config, "bounces", "report").output
+    said = json.loads(invoke(runner, config, "bounces", "report", "--json").output)["by_reason"]
+    assert said[1] == {"reason": "userunknown", "hard": 2, "soft": 0, "complaints": 0} and len(said) == 4
+    text = invoke(runner, config, "bounces", "report").output
+    assert "By reason" in text and all(r in text for r in ("notaccept", "userunknown", "feedback", "mailboxfull"))
 
 
 @pytest.mark.timeout(60)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,11 @@ from newsletter.feedback.providers import Event, sns
 from newsletter.links import UNSUBSCRIBE, links_for
 from newsletter.store import tables as t
 from newsletter.web import create_app
-from newsletter.web.hooks import GroupCommit
+from newsletter.web import writer as writer_module
+from newsletter.web.writer import GroupCommit
 
 from . import hookkit
-from .conftest import REPO, invoke
+from .conftest import REPO, ManualClock, invoke
 from .notices import arf, dsn
 from .test_feedback import BOUNCES, ISSUE, PEOPLE, sent, status_of  # noqa: F401  (sent: the fixture)
 
@@ -55,6 +57,7 @@ class Site:
     client: TestClient
     sns: hookkit.Sns
     sendgrid: hookkit.Sendgrid
+    clock: ManualClock  # the app's; it starts at the wall clock's now (the SNS certificate is dated by that)
 
     def post(self, provider: str, body: bytes, headers: dict[str, str] | None = None) -> httpx2.Response:
         return self.client.post(f"/hooks/{provider}", content=body, headers=headers or {})
@@ -67,14 +70,15 @@ class Site:
         with engine.connect() as conn:
             b = t.bounce_log.c
             found = conn.execute(sa.select(b.source, b.kind, b.proof, b.recipient, b["class"].label("klass"), b.status,
-                                           b.issue_id, b.subscriber_id, b.action).order_by(b.id)).all()
+                                           b.reason, b.issue_id, b.subscriber_id, b.action).order_by(b.id)).all()
         engine.dispose()
         return found
 
 
 @pytest.fixture
 def site(sent, keys, monkeypatch) -> Iterator[Site]:  # noqa: F811
-    """The sent issue's app with every provider switched on (keys from the environment, as in production)."""
+    """The sent issue's app with every provider switched on (keys from the environment, as in production), on a
+    clock the test may move."""
     config, _, rows = sent
     sns_signer, grid = keys
     sns_signer.fetched.clear()
@@ -83,8 +87,9 @@ def site(sent, keys, monkeypatch) -> Iterator[Site]:  # noqa: F811
     monkeypatch.setattr(sns, "https_get", sns_signer.fetcher)
     cfg = load_config(config)
     engine = store.engine_for(cfg.database_url)
-    with TestClient(create_app(cfg, engine), base_url=HOST, client=PEER) as client:
-        yield Site(config, rows, client, sns_signer, grid)
+    clock = ManualClock(datetime.now(UTC))
+    with TestClient(create_app(cfg, engine, now=clock), base_url=HOST, client=PEER) as client:
+        yield Site(config, rows, client, sns_signer, grid, clock)
     engine.dispose()
 
 
@@ -242,6 +247,38 @@ def test_a_batch_the_database_refuses_is_redone_one_request_at_a_time(site, monk
     assert [r.recipient for r in site.logged()] == ["hard@example.org", "away@example.org"]
 
 
+def test_requests_together_are_one_transaction_and_the_idle_writer_gives_its_connection_back(site, monkeypatch):
+    """Five requests put together are stored in one batch, each answered only once it is committed; the writer
+    thread then ends after IDLE, closing its connection, and the next request starts a new one."""
+    cfg = load_config(site.config)
+    engine = store.engine_for(cfg.database_url)
+    monkeypatch.setattr(writer_module, "IDLE", 0.2)
+    group = GroupCommit(lambda: Feedback(cfg, engine))
+    batches: list[int] = []
+    real = writer_module.Writer.store
+    monkeypatch.setattr(writer_module.Writer, "store", lambda self, items: batches.append(len(items)) or real(
+        self, items))
+
+    def event(email: str) -> Event:
+        verdict = Verdict(Kind.BOUNCE, (Recipient(email, True, "5.1.1", "550 user unknown", "userunknown"),), "test")
+        return Event(verdict, Quoted((site.mid(email),), (), ()), b"{}")
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(*(group.put("test", [event(e)]) for e in PEOPLE))
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        done = pool.submit(asyncio.run, together()).result()
+        assert [len(d) for d in done] == [1] * len(PEOPLE) and batches == [len(PEOPLE)]
+        assert len(site.logged()) == len(PEOPLE)  # committed before any answer came back
+        first = group.writer._thread
+        assert first is not None and first.is_alive()
+        first.join(timeout=5)
+        assert not first.is_alive() and group.writer._conn is None and group.writer._thread is None
+        pool.submit(asyncio.run, group.put("test", [event(PEOPLE[0])])).result()
+    assert batches == [len(PEOPLE), 1] and group.writer._thread is not first
+    engine.dispose()
+
+
 def test_bench_hooks_runs_and_applies_every_notification():
     """bench/hooks.py on 60 notifications prints its figures and applies every one (the rate is judged at 5,000)."""
     done = subprocess.run([sys.executable, str(REPO / "bench" / "hooks.py"), "--notifications", "60"],
@@ -249,3 +286,18 @@ def test_bench_hooks_runs_and_applies_every_notification():
     figures = dict(line.split(None, 1) for line in done.stdout.splitlines() if line[:1].islower())
     assert figures["applied"].strip() == "60" and figures["suppressed"].strip() == "60", done.stdout + done.stderr
     assert "in flight 16" in done.stdout
+
+
+def test_webhook_rows_carry_their_reason_into_the_log_and_the_report(site, runner):
+    """Rows written from provider webhooks carry Sisimai's reason, and `bounces report` counts them by it."""
+    site.post("ses", site.sns.notification(hookkit.ses_bounce("hard@example.org", site.mid("hard@example.org"))))
+    site.post("mailgun", hookkit.mailgun(hookkit.mailgun_failed("soft@example.org", site.mid("soft@example.org"),
+                                                                permanent=False)))
+    body = json.dumps([hookkit.sendgrid_event("angry@example.org", site.mid("angry@example.org"),
+                                              event="spamreport")]).encode()
+    site.post("sendgrid", body, site.sendgrid.headers(body))
+    assert [(r.source, r.klass, r.reason) for r in site.logged()] == [
+        ("ses", "hard", "userunknown"), ("mailgun", "soft", "mailboxfull"), ("sendgrid", None, "feedback")]
+    assert counted(runner, site)["by_reason"] == [
+        {"reason": r, "hard": h, "soft": s, "complaints": c} for r, h, s, c in
+        (("feedback", 0, 0, 1), ("mailboxfull", 0, 1, 0), ("userunknown", 1, 0, 0))]

@@ -118,9 +118,12 @@ def bounces_report(state: State, issue: str | None, as_json: bool) -> None:
     console.print("By verdict: " + (", ".join(f"{k} {v}" for k, v in sorted(found.by_kind.items())) or "none"))
     console.print("Bounces: " + (", ".join(f"{k} {v}" for k, v in sorted(found.by_class.items())) or "none")
                   + f"; ignored (forged, replayed, never sent): {found.ignored}")
-    if found.by_reason:  # Sisimai's reasons: userunknown, hostunknown and hasmoved are hard, the rest soft
-        console.print("By reason: " + ", ".join(f"{k} {v}" for k, v in found.by_reason.items()))
     console.print(f"Unproven (named someone without proof the engine mailed them; nothing done): {found.unproven}")
+    if found.by_reason:  # Sisimai's reasons: userunknown, hostunknown and hasmoved are hard, the rest soft
+        reasons = Table("reason", "hard", "soft", "complaints", title="By reason")
+        for reason, hard, soft, complaints in found.by_reason:
+            reasons.add_row(printable(reason), str(hard), str(soft), str(complaints))
+        console.print(reasons)
     table = Table("domain", "hard", "soft", "complaints", title="By recipient domain")
     for domain, hard, soft, complaints in found.by_domain:
         table.add_row(domain, str(hard), str(soft), str(complaints))

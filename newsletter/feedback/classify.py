@@ -56,7 +56,7 @@ def classify(raw: bytes) -> Verdict:
 
 
 def _classify(raw: bytes) -> Verdict:
-    data = bytes(raw[:MAX_BYTES])
+    data = mime.headed(bytes(raw[:MAX_BYTES]))
     if not data.strip():
         return Verdict(Kind.UNKNOWN, (), "empty message")
     msg = BytesParser().parsebytes(data)

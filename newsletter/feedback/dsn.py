@@ -19,7 +19,8 @@ from .verdict import Recipient
 
 MAX_RECIPIENTS = lhost.MAX_RECORDS
 DONE = ("delivered", "relayed", "expanded")
-TYPES = ("message/delivery-status", "message/global-delivery-status")
+# the report's part; some MTAs (XWall) label it message/xdelivery-status, which Sisimai's RFC3464 reads too
+TYPES = ("message/delivery-status", "message/global-delivery-status", "message/xdelivery-status")
 COMMAND = re.compile(r" (RCPT|MAIL|DATA) +command\b")
 ERROR_LINE = re.compile(r"^(?:[45]\d\d[ \t]+|<[^@\s]+@[^@\s]+>:?[ \t]+).*$", re.MULTILINE)
 MDA_START = re.compile(r"Your message to [^ ]+ was automatically rejected:$|(?:mail\.local|procmail|maildrop"

@@ -19,6 +19,13 @@ MAX_HEADER = 64 * 1024
 BOUNDARY = re.compile(r"^--([^\s\"]{1,70})[ \t\r]*$", re.MULTILINE)
 TAGS = re.compile(r"<(style|script)\b.*?</\1>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 Fields = list[tuple[str, str]]
+LEADING_BLANKS = re.compile(rb"\A(?:[ \t]*\r?\n)+")
+
+
+def headed(raw: bytes) -> bytes:
+    """The message from its first header on: blank lines before it (a message saved or pasted with a blank line
+    on top, as three Exchange notices of PHP-Bounce-Handler's corpus are) would end the headers before the first."""
+    return LEADING_BLANKS.sub(b"", raw, count=1)
 
 
 def trim(msg: Message) -> None:

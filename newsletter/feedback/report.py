@@ -46,10 +46,12 @@ class BounceReport:
     ignored: int                               # notices that changed nothing (forged, replayed, never sent)
     unproven: int                              # named someone without proof the engine mailed them: nothing done
     for_a_person: list[Kept]                   # the newest unproven and unknown notices
-    by_reason: dict[str, int] = field(default_factory=dict)  # Sisimai's reason (userunknown, …), most first
+    # (Sisimai's reason: userunknown, mailboxfull, …, feedback for a complaint; hard, soft, complaints), most first
+    by_reason: list[tuple[str, int, int, int]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
-        return {"issue": self.issue, "by_kind": self.by_kind, "by_class": self.by_class, "by_reason": self.by_reason,
+        return {"issue": self.issue, "by_kind": self.by_kind, "by_class": self.by_class,
+                "by_reason": [{"reason": r, "hard": h, "soft": s, "complaints": c} for r, h, s, c in self.by_reason],
                 "ignored": self.ignored,
                 "unproven": self.unproven,
                 "by_domain": [{"domain": d, "hard": h, "soft": s, "complaints": c} for d, h, s, c in self.by_domain],
@@ -80,14 +82,16 @@ def bounce_report(conn: Connection, issue: str | None = None) -> BounceReport:
                         by_reason(conn, where))
 
 
-def by_reason(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dict[str, int]:
-    """Bounces and complaints by the reason that decided their class (bounce_log.reason, migration 0009), most
-    first; rows logged before 0009, or from a provider that gives none, have no reason and are not counted."""
-    b = t.bounce_log.c
-    found = conn.execute(sa.select(b.reason, sa.func.count()).where(
-        *where, b.kind.in_(("bounce", "complaint")), b.reason.is_not(None))
-        .group_by(b.reason).order_by(sa.func.count().desc(), b.reason))
-    return {reason: count for reason, count in found}
+def by_reason(conn: Connection, where: list[sa.ColumnElement[bool]]) -> list[tuple[str, int, int, int]]:
+    """Bounces by the reason that decided their class, hard and soft apart (notaccept can be either, a provider's
+    own type can make any reason hard), and complaints (``feedback``), most first (bounce_log.reason, migration
+    0009); rows logged before 0009 have no reason and are not counted."""
+    b, count = t.bounce_log.c, sa.func.count
+    found = conn.execute(sa.select(b.reason, count().filter(b["class"] == "hard"), count().filter(b["class"] == "soft"),
+                                   count().filter(b.kind == "complaint"))
+                         .where(*where, b.kind.in_(("bounce", "complaint")), b.reason.is_not(None))
+                         .group_by(b.reason).order_by(count().desc(), b.reason))
+    return [(reason, hard, soft, complaints) for reason, hard, soft, complaints in found]
 
 
 def kept_for_a_person(conn: Connection, limit: int) -> list[Kept]:

@@ -27,10 +27,17 @@ _Args = Callable[[Mapping[str, Any]], Any]
 
 
 class OnCursor:
-    """One statement with named bind parameters; ``run`` or ``run_many`` it on a connection."""
+    """One statement with named bind parameters; ``run`` or ``run_many`` it on a connection.
 
-    def __init__(self, statement: sa.sql.expression.UpdateBase) -> None:
+    With ``wrap_errors``, ``run`` and ``run_many`` raise what ``Connection.execute`` would where the database
+    refuses (SQLAlchemy's ``DBAPIError`` kinds, the driver's own error as ``orig``), for callers that tell a
+    database's refusal from their own failures (``bounces fetch`` leaves a notice it could not store in the
+    mailbox; the click writer keeps a refused batch for the next); without it the driver's error comes as it
+    is, as the send engine has always had it."""
+
+    def __init__(self, statement: sa.sql.expression.UpdateBase, *, wrap_errors: bool = False) -> None:
         self.statement = statement
+        self.wrap_errors = wrap_errors
         self._compiled: dict[str, _Compiled] = {}
 
     def _for(self, dialect: sa.Dialect) -> _Compiled:
@@ -44,21 +51,32 @@ class OnCursor:
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute with ``params`` (datetimes as they are); the number of rows it changed."""
         sql, args = self._prepare(conn.dialect, {})
+        values = args(params)
         cursor = conn.connection.cursor()
         try:
-            cursor.execute(sql, args(params))
+            cursor.execute(sql, values)
             return cursor.rowcount
+        except conn.dialect.loaded_dbapi.Error as exc:
+            if not self.wrap_errors:
+                raise
+            raise _wrapped(conn, sql, values, exc) from exc
         finally:
             cursor.close()
 
     def run_many(self, conn: Connection, rows: Iterable[Mapping[str, Any]], shared: Mapping[str, Any]) -> None:
         """Execute once per row; ``shared`` values (the same for every row) are converted only once."""
         sql, args = self._prepare(conn.dialect, shared)
+        values = [args(row) for row in rows]
         cursor = conn.connection.cursor()
         try:
-            cursor.executemany(sql, [args(row) for row in rows])
+            cursor.executemany(sql, values)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            if not self.wrap_errors:
+                raise
+            raise _wrapped(conn, sql, values, exc) from exc
         finally:
             cursor.close()
+
 
     def _prepare(self, dialect: sa.Dialect, shared: Mapping[str, Any]) -> tuple[str, _Args]:
         """The SQL, and what turns one row's values into the driver's parameters (a tuple or a dict)."""
@@ -70,6 +88,11 @@ class OnCursor:
             return tuple(values[name] for name in order) if order else values
 
         return sql, args
+
+
+def _wrapped(conn: Connection, sql: str, values: Any, exc: Exception) -> Exception:
+    """The driver's error as ``Connection.execute`` would raise it (``wrap_errors``)."""
+    return sa.exc.DBAPIError.instance(sql, values, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect)
 
 
 def _converted(values: Mapping[str, Any], when: Callable[[Any], Any]) -> dict[str, Any]:

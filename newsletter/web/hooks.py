@@ -9,20 +9,22 @@ echoes back is one the engine sent to that very address; anyone else named is lo
 [bounces] providers has no endpoint (404). Answers are JSON; 2xx only once the events are stored, so a provider
 retries what was not.
 
-Notifications that arrive together are stored together (``GroupCommit``): one writer, and one transaction for
-whatever came in while the previous one was being written. Measured with ``bench/hooks.py`` (16 requests in
-flight, this 2-core machine, shared): with a thread and a transaction each, the requests queued for SQLite's one
-writer, 300-330 notifications/s at 2.9-3.4 ms of CPU each; grouped, 0.8-1.3 thousand/s at 0.7-1.0 ms.
+Notifications that arrive together are stored together (``writer.GroupCommit``): one writer thread, and one
+transaction for whatever came in while the previous one was being written. Measured with ``bench/hooks.py`` (16
+requests in flight, this 2-core machine, shared): with a thread and a transaction each, the requests queued for
+SQLite's one writer, 300-330 notifications/s at 2.9-3.4 ms of CPU each; grouped, 0.8-1.3 thousand/s at 0.7-1.0 ms.
+Then (2026-12-04, the old code and the new alternately, four rounds, a quiet minute): the writer a thread of its
+own with its connection kept, a status change and the log row on the DBAPI cursor (``audience/events.py``,
+``feedback/ingest.py``), 2,550-2,610/s -> 2,810-3,190/s at 16 in flight (372-382 -> 302-345 µs of CPU each) and
+1,040-1,070/s -> 1,240-1,360/s one at a time (859-899 -> 671-733 µs), the reason read for each failure included.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -30,16 +32,15 @@ from starlette.responses import JSONResponse
 from ..clock import SYSTEM, Clock
 from ..config import Config
 from ..feedback import providers
-from ..feedback.ingest import Feedback, Handled, Notice
-from ..feedback.providers import Event, Provider, Received, Refused, Unavailable, Unreadable, WouldBlock
+from ..feedback.ingest import Feedback
+from ..feedback.providers import Provider, Received, Refused, Unavailable, Unreadable, WouldBlock
 from ..feedback.providers.sns import Fetch
 from .guard import SlidingWindow, client_ip
+from .writer import GroupCommit
 
 log = logging.getLogger("newsletter.hooks")
-BATCH = 200             # requests stored per transaction at most
 INLINE_MAX = 64 << 10   # bodies up to this are verified in the event loop (an SES or Mailgun notification: a few KB)
 REFUSALS_LOGGED = 60    # refusal lines a minute per endpoint; past that they are counted, then said in one line
-Item = tuple[str, list[Event]]  # (provider, its events) of one request
 
 
 class Hooks:
@@ -90,80 +91,6 @@ class Hooks:
         else:
             self._unlogged[name] = self._unlogged.get(name, 0) + 1
         return _answer(status, error="refused" if status == 403 else "too large")
-
-
-class GroupCommit:
-    """Stores the events of requests that arrive together in one transaction (up to BATCH requests).
-
-    The first request with nothing being written starts a drain task; requests arriving meanwhile queue and wait
-    for their batch. The writing happens in the thread pool with one ``Feedback``, used by one thread at a time. A
-    batch the database refuses is redone one request per transaction, so only the request at fault fails (its
-    provider sends it again) and the rest are stored.
-    """
-
-    def __init__(self, make: Callable[[], Feedback]) -> None:
-        self.make = make
-        self._feedback: Feedback | None = None
-        self._pending: list[tuple[Item, asyncio.Future[list[Handled]]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def put(self, name: str, events: list[Event]) -> list[Handled]:
-        if not events:
-            return []
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Handled]] = loop.create_future()
-        self._pending.append(((name, events), future))
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._task = asyncio.create_task(self._drain())  # (a test client may run each request in its own loop)
-        return await future
-
-    async def _drain(self) -> None:
-        batch: list[tuple[Item, asyncio.Future[list[Handled]]]] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
-                results = await run_in_threadpool(self._write, [item for item, _ in batch])
-                for (_, future), result in zip(batch, results, strict=True):
-                    _settle(future, result)
-                batch = []
-        finally:
-            for _, future in batch:  # cancelled while writing: those requests fail, their providers retry
-                _settle(future, RuntimeError("the writer stopped"))
-
-    def _write(self, items: list[Item]) -> list[list[Handled] | Exception]:
-        """Each item's result or exception: this never raises, so no request is left waiting."""
-        try:
-            feedback = self._feedback = self._feedback or self.make()
-        except Exception as exc:  # the database is unreachable: every request fails, and is sent again
-            return [exc for _ in items]
-        try:
-            with feedback.engine.begin() as conn:
-                return [_apply(feedback, conn, item) for item in items]
-        except Exception:
-            return [self._alone(feedback, item) for item in items]
-
-    @staticmethod
-    def _alone(feedback: Feedback, item: Item) -> list[Handled] | Exception:
-        try:
-            with feedback.engine.begin() as conn:
-                return _apply(feedback, conn, item)
-        except Exception as exc:
-            return exc
-
-
-def _apply(feedback: Feedback, conn: Connection, item: Item) -> list[Handled]:
-    name, events = item
-    return [feedback.apply_proofs(conn, Notice(e.raw, name), e.verdict, e.found) for e in events]
-
-
-def _settle(future: asyncio.Future[list[Handled]], result: list[Handled] | Exception) -> None:
-    """Hand a request its result, unless it is gone (cancelled, or its event loop closed)."""
-    if future.done() or future.get_loop().is_closed():
-        return
-    if isinstance(result, Exception):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
 
 
 async def _verified(provider: Provider, body: bytes, request: Request) -> Received:

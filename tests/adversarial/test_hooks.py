@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+from datetime import timedelta
 
 import pytest
 
@@ -79,18 +79,57 @@ def test_a_notification_of_another_topic_is_refused(site):  # noqa: F811
     assert nobody_changed(site)
 
 
-@pytest.mark.attack(edge="feedback", attack="Mailgun webhook replayed with its token, and one with a stale timestamp",
-                    held="the replay and the stale one are refused (403); the first counted once")
-def test_a_mailgun_replay_and_a_stale_timestamp_are_refused(site, caplog):  # noqa: F811
-    """A Mailgun request sent again (its token seen within 5 minutes) and one signed 10 minutes ago are refused."""
+@pytest.mark.attack(edge="feedback", attack="Mailgun webhook replayed with its token within the window, and ones "
+                    "signed past hook_max_age_seconds or ahead of the clock",
+                    held="each refused (403, one log line); the first counted once, nobody else changed")
+def test_a_mailgun_replay_and_a_stale_or_future_timestamp_are_refused(site, caplog):  # noqa: F811
+    """A Mailgun request sent again (its token seen while in the window), one signed 901 s ago and one 301 s ahead of
+    the app's clock are refused; one signed 899 s ago is taken."""
+    now = int(site.clock.now().timestamp())
     soft = hookkit.mailgun_failed("soft@example.org", site.mid("soft@example.org"), permanent=False)
-    body = hookkit.mailgun(soft)
+    body = hookkit.mailgun(soft, timestamp=now)
     assert [site.post("mailgun", body).status_code for _ in range(2)] == [200, 403]
-    stale = hookkit.mailgun(hookkit.mailgun_failed(VICTIM, site.mid(VICTIM)), timestamp=int(time.time()) - 600)
-    assert site.post("mailgun", stale).status_code == 403
+    victim = hookkit.mailgun_failed(VICTIM, site.mid(VICTIM))
+    answers = [site.post("mailgun", hookkit.mailgun(victim, timestamp=now + shift)).status_code
+               for shift in (-901, 301, -899)]
+    assert answers == [403, 403, 200]
     assert status_of(site.config, "soft@example.org") == ("active", None, 1)
-    assert status_of(site.config, VICTIM)[0] == "active"
-    assert ["seen already" in m or "5 minutes" in m for m in refusals(caplog)] == [True, True]
+    assert status_of(site.config, VICTIM)[0] == "bounced" and len(site.logged()) == 2
+    said = refusals(caplog)
+    assert len(said) == 3 and "seen already" in said[0] and "over hook_max_age_seconds (900)" in said[1]
+    assert "ahead of this server's clock" in said[2]
+
+
+@pytest.mark.attack(edge="feedback", attack="a genuine SNS notification captured and sent again after "
+                    "hook_max_age_seconds, and one whose signed Timestamp is ahead of the clock",
+                    held="refused by its signed Timestamp (403, one log line); nobody changed")
+def test_an_sns_notification_replayed_after_the_window_is_refused(site, caplog):  # noqa: F811
+    """A correctly signed SES bounce published 5 minutes and a second ahead of the app's clock, or 15 minutes and a
+    second before it, is refused and changes nobody; the same taken at 899 s."""
+    at = site.clock.now()
+    captured = site.sns.notification(hookkit.ses_bounce(VICTIM, site.mid(VICTIM)), at=at)
+    ahead = site.sns.notification(hookkit.ses_bounce(VICTIM, site.mid(VICTIM)), at=at + timedelta(seconds=301))
+    assert site.post("ses", ahead).status_code == 403
+    site.clock.at = at + timedelta(seconds=901)
+    assert site.post("ses", captured).status_code == 403
+    assert nobody_changed(site)
+    said = refusals(caplog)
+    assert len(said) == 2 and "ahead of this server's clock" in said[0] and "over hook_max_age_seconds" in said[1]
+    site.clock.at = at + timedelta(seconds=899)
+    assert site.post("ses", captured).status_code == 200 and status_of(site.config, VICTIM)[0] == "bounced"
+
+
+@pytest.mark.attack(edge="feedback", attack="a genuine SendGrid batch captured and sent again after "
+                    "hook_max_age_seconds, and one signed with a timestamp ahead of the clock",
+                    held="refused by the signed timestamp header (403, one log line); nobody changed")
+def test_a_sendgrid_batch_replayed_after_the_window_is_refused(site, caplog):  # noqa: F811
+    """A batch signed 901 s before the app's clock, or 301 s after it, is refused; signed 899 s before, taken."""
+    now = int(site.clock.now().timestamp())
+    body = json.dumps([hookkit.sendgrid_event(VICTIM, site.mid(VICTIM))]).encode()
+    stale, ahead, late = (site.sendgrid.headers(body, str(now + shift)) for shift in (-901, 301, -899))
+    assert [site.post("sendgrid", body, h).status_code for h in (stale, ahead)] == [403, 403]
+    assert nobody_changed(site) and len(refusals(caplog)) == 2
+    assert site.post("sendgrid", body, late).status_code == 200 and status_of(site.config, VICTIM)[0] == "bounced"
 
 
 @pytest.mark.attack(edge="feedback", attack="Postmark webhook with a wrong password",

@@ -3,13 +3,19 @@
 SendGrid signs each POST with its key pair's private half: ``X-Twilio-Email-Event-Webhook-Signature`` is the
 base64 DER ECDSA signature, SHA-256, of ``X-Twilio-Email-Event-Webhook-Timestamp`` followed by the raw body; the
 public half is [bounces] sendgrid_public_key (base64 DER, as SendGrid's settings page shows it, or PEM). The body
-is a JSON array of events, batched: ``bounce`` with ``type`` bounce (hard) or blocked (soft), ``status`` and
-``reason``; ``spamreport``; the others (processed, delivered, deferred, dropped, open, click…) change nothing.
+is a JSON array of events, batched: ``bounce`` with ``type`` bounce or blocked, ``status``, ``reason`` (the
+remote server's reply) and ``bounce_classification``; ``dropped`` with a ``reason``; ``spamreport``; the others
+(processed, delivered, deferred, open, click…) change nothing. A bounce's Sisimai reason is read from its status and
+reason; where they tell nothing, from its bounce_classification (CLASSES), else a bounce is hard and a block soft.
+A drop is a failure only for the reasons in DROPS (the address is on one of SendGrid's suppression lists, or
+invalid); a drop for the sender's own fault (an SMTPAPI header, a quota, spam content) is none of the reader's.
 The proof: ``sg_message_id`` is SendGrid's own id and proves nothing here; ``smtp-id`` is the Message-ID of the
 copy as it was handed over by SMTP, the engine's own.
 
-A captured request replayed later verifies again (SendGrid's retries are signed anew, so no age is enforced);
-it changes nothing twice: a bounce or complaint already counted for a copy is not counted again (``proof.py``).
+The signature covers the timestamp, so a captured request replayed later is refused by its age: older than
+[bounces] hook_max_age_seconds (15 minutes) or over 5 minutes ahead. SendGrid signs each attempt anew, its retries
+(for up to 24 hours) included, so the window loses none of them. Within the window a replay changes nothing twice:
+a bounce or complaint already counted for a copy is not counted again (``proof.py``).
 """
 
 from __future__ import annotations
@@ -24,14 +30,36 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ...clock import SYSTEM, Clock
 from ...config import BouncesSection
 from ...errors import ConfigError
 from ..classify import Kind, Verdict
-from .base import Event, Received, Refused, Unreadable, json_of, quotes, recipient, status_in, text
+from .base import (
+    SUPPRESSED,
+    Event,
+    Received,
+    Refused,
+    Said,
+    Unreadable,
+    complained,
+    failed,
+    fresh,
+    json_of,
+    quotes,
+    status_in,
+    text,
+)
 
 SIGNATURE = "x-twilio-email-event-webhook-signature"
 TIMESTAMP = "x-twilio-email-event-webhook-timestamp"
 MAX_EVENTS = 10_000
+# bounce_classification (SendGrid's "Bounce classifications"), for a bounce whose words tell nothing
+CLASSES = {"Invalid Address": Said("userunknown", True), "Mailbox Unavailable": Said("suspend", False),
+           "Reputation": Said("blocked", False), "Content": Said("spamdetected", False),
+           "Frequency or Volume": Said("toomanyconn", False), "Technical": Said("systemerror", False)}
+# a dropped event's ``reason`` when it is about the address (the others are about the sender's own message)
+DROPS = {"Bounced Address": SUPPRESSED, "Unsubscribed Address": SUPPRESSED,
+         "Spam Reporting Address": SUPPRESSED, "Invalid": Said("userunknown", True)}
 
 
 class Sendgrid:
@@ -39,9 +67,9 @@ class Sendgrid:
 
     name = "sendgrid"
 
-    def __init__(self, cfg: BouncesSection) -> None:
+    def __init__(self, cfg: BouncesSection, clock: Clock = SYSTEM) -> None:
         self.key = public_key(cfg.sendgrid_public_key)
-        self.verp = cfg.address
+        self.verp, self.clock, self.max_age = cfg.address, clock, cfg.hook_max_age_seconds
 
     def receive(self, body: bytes, headers: Mapping[str, str], may_block: bool = True) -> Received:
         self.verify(body, headers.get(SIGNATURE, ""), headers.get(TIMESTAMP, ""))
@@ -53,6 +81,7 @@ class Sendgrid:
         return Received(kept, skipped=len(events) - len(kept))
 
     def verify(self, body: bytes, signature: str, timestamp: str) -> None:
+        """The signature over timestamp and body first, then the timestamp's age: ``Refused`` saying which failed."""
         if not signature or not timestamp or len(timestamp) > 32:
             raise Refused("no signature")
         try:
@@ -60,6 +89,9 @@ class Sendgrid:
                             ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, binascii.Error, ValueError):
             raise Refused("the signature does not verify") from None
+        if not timestamp.isdigit():
+            raise Refused("a timestamp that is not a number")
+        fresh(int(timestamp), self.clock.now().timestamp(), self.max_age)
 
     def event(self, item: dict[str, Any]) -> Event | None:
         verdict = _verdict(item)
@@ -72,14 +104,18 @@ class Sendgrid:
 def _verdict(item: dict[str, Any]) -> Verdict | None:
     event = text(item.get("event"))
     if event == "spamreport":
-        who = recipient(item.get("email"), True, None, "SendGrid spam report")
+        who = complained(item.get("email"), "SendGrid spam report")
         return Verdict(Kind.COMPLAINT, (who,) if who else (), "SendGrid spam report")
+    reason = text(item.get("reason"))
+    if event == "dropped" and reason in DROPS:
+        who = failed(item.get("email"), None, "", DROPS[reason], otherwise=f"SendGrid dropped: {reason}")
+        return Verdict(Kind.BOUNCE, (who,) if who else (), f"SendGrid dropped ({reason})")
     if event != "bounce":
         return None
     kind = text(item.get("type")) or "bounce"
-    reason = text(item.get("reason"))
-    who = recipient(item.get("email"), kind == "bounce", status_in(text(item.get("status")), reason),
-                    reason or f"SendGrid {kind}")
+    said = CLASSES.get(text(item.get("bounce_classification")), Said(None, kind == "bounce"))
+    who = failed(item.get("email"), status_in(text(item.get("status")), reason), reason, said,
+                 otherwise=f"SendGrid {kind}")
     return Verdict(Kind.BOUNCE, (who,) if who else (), f"SendGrid {kind}")
 
 

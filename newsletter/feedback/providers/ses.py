@@ -1,8 +1,11 @@
 """Amazon SES bounce and complaint notifications, delivered by SNS to POST /hooks/ses (``sns.py`` verifies them).
 
 What SES sends (its "Amazon SNS notification contents"): ``notificationType`` (``eventType`` when published by a
-configuration set) Bounce or Complaint; ``bounce.bounceType`` Permanent (hard), Transient or Undetermined (soft)
-with ``bouncedRecipients`` (emailAddress, status, diagnosticCode); ``complaint.complainedRecipients``. The proof:
+configuration set) Bounce or Complaint; ``bounce.bounceType`` Permanent, Transient or Undetermined with
+``bounceSubType`` and ``bouncedRecipients`` (emailAddress, status, diagnosticCode); ``complaint.complainedRecipients``.
+A recipient's reason is read from its status and diagnosticCode (the remote server's reply); where that tells
+nothing, from TYPES (the subtypes Sisimai's SES module names, and SES's suppression lists), else Permanent is hard
+and the others soft. The proof:
 ``mail.messageId`` is SES's own id and proves nothing here, but with "include original headers" switched on for
 the identity, ``mail.headers`` and ``mail.commonHeaders.messageId`` carry the copy's own Message-ID (and its
 List-Unsubscribe with the signed link): without them a notification is logged unproven and changes nobody.
@@ -17,10 +20,32 @@ from typing import Any
 from ...config import BouncesSection
 from .. import proof
 from ..classify import Kind, Recipient, Verdict
-from .base import Event, Received, Unreadable, WouldBlock, json_of, obj, quotes, recipient, status_in, text
+from .base import (
+    SUPPRESSED,
+    Event,
+    Received,
+    Said,
+    Unreadable,
+    WouldBlock,
+    complained,
+    failed,
+    json_of,
+    obj,
+    quotes,
+    status_in,
+    text,
+)
 from .sns import Fetch, Sns
 
 HARD = "Permanent"
+# (bounceType, bounceSubType) as SES's "Bounce types" lists them, for a bounce whose diagnosticCode tells nothing
+TYPES = {("Permanent", "NoEmail"): Said("userunknown", True), ("Permanent", "Suppressed"): SUPPRESSED,
+         ("Permanent", "OnAccountSuppressionList"): SUPPRESSED,
+         ("Permanent", "UnsubscribedRecipient"): SUPPRESSED,
+         ("Transient", "MailboxFull"): Said("mailboxfull", False),
+         ("Transient", "MessageTooLarge"): Said("mesgtoobig", False),
+         ("Transient", "ContentRejected"): Said("contenterror", False),
+         ("Transient", "AttachmentRejected"): Said("contenterror", False)}
 
 
 class Ses:
@@ -30,7 +55,7 @@ class Ses:
 
     def __init__(self, cfg: BouncesSection, fetch: Fetch | None = None,
                  now: Callable[[], datetime] | None = None) -> None:
-        self.sns = Sns(cfg.ses_topic_arns, fetch, now)
+        self.sns = Sns(cfg.ses_topic_arns, fetch, now, cfg.hook_max_age_seconds)
         self.verp = cfg.address
 
     def receive(self, body: bytes, headers: Mapping[str, str], may_block: bool = True) -> Received:
@@ -73,21 +98,22 @@ def _headers(mail: dict[str, Any]) -> Iterator[tuple[str, object]]:
 def _bounce(bounce: dict[str, Any]) -> Verdict:
     kind = text(bounce.get("bounceType")) or "Undetermined"
     sub = text(bounce.get("bounceSubType"))
-    failed = [_failed(r, kind == HARD, f"{kind}/{sub}") for r in _list(bounce.get("bouncedRecipients"))]
-    return Verdict(Kind.BOUNCE, tuple(r for r in failed if r), f"SES bounce {kind}/{sub}")
+    said = TYPES.get((kind, sub), Said(None, kind == HARD))
+    found = [_failed(r, said, f"{kind}/{sub}") for r in _list(bounce.get("bouncedRecipients"))]
+    return Verdict(Kind.BOUNCE, tuple(r for r in found if r), f"SES bounce {kind}/{sub}")
 
 
-def _failed(item: object, hard: bool, kind: str) -> Recipient | None:
+def _failed(item: object, said: Said, kind: str) -> Recipient | None:
     if not isinstance(item, dict):
         return None
     diagnostic = text(item.get("diagnosticCode"))
     status = status_in(text(item.get("status")), diagnostic)
-    return recipient(item.get("emailAddress"), hard, status, diagnostic or f"SES {kind}")
+    return failed(item.get("emailAddress"), status, diagnostic, said, otherwise=f"SES {kind}")
 
 
 def _complaint(complaint: dict[str, Any]) -> Verdict:
     what = text(complaint.get("complaintFeedbackType")) or "complaint"
-    who = [recipient(r.get("emailAddress"), True, None, f"SES complaint: {what}")
+    who = [complained(r.get("emailAddress"), f"SES complaint: {what}")
            for r in _list(complaint.get("complainedRecipients")) if isinstance(r, dict)]
     return Verdict(Kind.COMPLAINT, tuple(r for r in who if r), f"SES complaint ({what})")
 

@@ -4,13 +4,20 @@ from SigningCertURL only when that URL is ``https://sns.<region>.amazonaws.com/S
     a request ─► its TopicArn one of [bounces] ses_topic_arns?      (anyone can point an SNS topic of their own here)
               ─► SigningCertURL on sns.<the topic's region>.amazonaws.com, https, a .pem of SNS's naming?
               ─► the certificate (fetched once, kept), in date, an RSA key
-              ─► the signature (SignatureVersion 1: SHA1, 2: SHA256) over the canonical string ─► the envelope
+              ─► the signature (SignatureVersion 1: SHA1, 2: SHA256) over the canonical string
+              ─► its Timestamp (signed) within [bounces] hook_max_age_seconds, not over 5 minutes ahead ─► the envelope
 
 The canonical string is AWS's: for each signed field present, its name, a newline, its value, a newline, in the
 order AWS lists them (Message, MessageId, Subject, Timestamp, TopicArn, Type for a Notification; SubscribeURL and
 Token in their places for the subscription messages). A SubscriptionConfirmation is confirmed only after it
 verifies, by fetching its SubscribeURL under the same host rule. Every fetch goes through one injectable function
 that follows no redirect (a redirect would leave the checked host); the tests and the bench give their own.
+
+A captured delivery verifies forever; its Timestamp is what dates it. SNS retries a delivery with the message as
+first published (same Timestamp, same signature): by default three times within a minute, so a window of 15
+minutes refuses replays and loses no retry. A topic whose delivery policy retries for longer needs a longer window.
+The rule holds for a SubscriptionConfirmation too: one that reaches this endpoint late is refused, and the
+subscription is confirmed by asking SNS for a new one (the console's "Request confirmation", or subscribing again).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .base import Refused, Unavailable, WouldBlock, json_of, text
+from .base import Refused, Unavailable, WouldBlock, fresh, json_of, text
 
 Fetch = Callable[[str], bytes]
 HOST = re.compile(r"sns\.([a-z0-9-]{1,30})\.amazonaws\.com")
@@ -42,6 +49,7 @@ SIGNED = {
     "UnsubscribeConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
 }
 HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+MAX_AGE = 900.0       # seconds: [bounces] hook_max_age_seconds' default
 FETCH_TIMEOUT = 10.0
 FETCH_MAX = 64 << 10  # a signing certificate is about 2 KB, a confirmation's answer less
 KEPT_CERTS = 32        # SNS rotates its certificate rarely; a handful of regions at most
@@ -94,15 +102,18 @@ def canonical(envelope: dict[str, str], kind: str) -> bytes:
 class Sns:
     """Verifies SNS deliveries for a set of topics; its certificates are kept once fetched (thread-safe)."""
 
-    def __init__(self, topics: list[str], fetch: Fetch | None = None, now: Callable[[], datetime] | None = None):
+    def __init__(self, topics: list[str], fetch: Fetch | None = None, now: Callable[[], datetime] | None = None,
+                 max_age: float = MAX_AGE):
         self.topics = frozenset(topics)
         self.fetch = fetch or https_get
         self.now = now
+        self.max_age = max_age
         self._certs: dict[str, x509.Certificate] = {}
         self._lock = threading.Lock()
 
     def verify(self, body: bytes, may_block: bool = True) -> dict[str, str]:
-        """The envelope of a delivery whose signature verifies; ``Refused`` (or ``Unavailable``) otherwise."""
+        """The envelope of a delivery whose signature verifies and whose Timestamp is in the window; ``Refused`` (or
+        ``Unavailable``) otherwise."""
         envelope = _envelope(json_of(body, refuse=True))
         kind, topic = envelope["Type"], envelope["TopicArn"]
         if topic not in self.topics:
@@ -116,6 +127,7 @@ class Sns:
             key.verify(signature, canonical(envelope, kind), padding.PKCS1v15(), hash_of())
         except (InvalidSignature, binascii.Error, ValueError):
             raise Refused("the signature does not verify") from None
+        fresh(_epoch(envelope["Timestamp"]), self._now().timestamp(), self.max_age)
         return envelope
 
     def confirm(self, envelope: dict[str, str]) -> str:
@@ -135,10 +147,13 @@ class Sns:
                 if len(self._certs) >= KEPT_CERTS:
                     self._certs.clear()
                 self._certs[url] = cert
-        at = self.now() if self.now else datetime.now(UTC)
+        at = self._now()
         if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
             raise Refused("the signing certificate is out of date")
         return cast(rsa.RSAPublicKey, cert.public_key())
+
+    def _now(self) -> datetime:
+        return self.now() if self.now else datetime.now(UTC)
 
 
 def region_of(topic: str) -> str:
@@ -147,6 +162,15 @@ def region_of(topic: str) -> str:
     if len(parts) != 6 or parts[:3] != ["arn", "aws", "sns"]:
         raise Refused("a TopicArn that is not an SNS topic")
     return parts[3]
+
+
+def _epoch(stamp: str) -> float:
+    """SNS's Timestamp (ISO 8601 in UTC, ``2026-05-28T09:00:00.000Z``) as seconds since the epoch."""
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        raise Refused("a Timestamp that is not an ISO 8601 time") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _envelope(doc: object) -> dict[str, str]:

@@ -63,8 +63,37 @@ class BouncesApi(ApiSection):
           - {name: cursor, in: query, schema: {type: string}, description: "the previous answer's next"}
           - {name: limit, in: query, schema: {type: integer, default: 50, maximum: 200}}
         responses:
-          200: {description: "{notices: [{id, received_at, source, kind, recipient, bounce_class, status, diagnostic,
-            reason, proof, unproven, action, issue, subscriber_id, raw_until}], next}"}
+          200:
+            description: a page of the log
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    next: {type: string, nullable: true}
+                    notices:
+                      type: array
+                      items:
+                        type: object
+                        properties:
+                          id: {type: integer}
+                          received_at: {type: string, format: date-time}
+                          source: {type: string, description: "smtp, imap:<folder>, a file, or a provider (ses, …)"}
+                          kind: {type: string}
+                          recipient: {type: string, nullable: true}
+                          bounce_class: {type: string, enum: [hard, soft], nullable: true}
+                          status: {type: string, nullable: true, description: "RFC 3463, as 5.1.1"}
+                          diagnostic: {type: string, nullable: true}
+                          reason: {type: string, nullable: true, description: "Sisimai's reason (userunknown,
+                            mailboxfull, blocked, …; feedback for a complaint; suppressed when a provider will not
+                            send to the address again); null before migration 0009"}
+                          proof: {type: string, nullable: true, description: "verp, message-id, signed-link; none:
+                            unproven"}
+                          unproven: {type: boolean}
+                          action: {type: string}
+                          issue: {type: string, nullable: true}
+                          subscriber_id: {type: integer, nullable: true}
+                          raw_until: {type: string, format: date-time, nullable: true}
           400: {description: "an unknown kind, or a bad unproven or limit"}
         """
         params = request.query_params
@@ -83,7 +112,8 @@ class BouncesApi(ApiSection):
         parameters:
           - {name: nid, in: path, required: true, schema: {type: integer}, description: the notice's id}
         responses:
-          200: {description: "{id, …, raw}: the fields of the log, and raw as text"}
+          200: {description: "{id, …, reason, …, raw}: a notice's fields as GET /v1/bounces gives them, and raw as
+            text"}
           404: {description: no such notice}
         """
         found = await self.a.db(logged, request.path_params["nid"])
@@ -101,7 +131,25 @@ class BouncesApi(ApiSection):
         parameters:
           - {name: issue, in: query, schema: {type: string}, description: "only notices about this issue (its date)"}
         responses:
-          200: {description: "{issue, by_kind, by_class, by_reason, ignored, unproven, by_domain, for_a_person}"}
+          200:
+            description: "{issue, by_kind, by_class, by_reason, ignored, unproven, by_domain, for_a_person}"
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    by_kind: {type: object, additionalProperties: {type: integer}}
+                    by_class: {type: object, additionalProperties: {type: integer}}
+                    by_reason:
+                      type: array
+                      description: Sisimai's reasons, most first, bounces hard and soft apart and complaints
+                      items:
+                        type: object
+                        properties:
+                          reason: {type: string}
+                          hard: {type: integer}
+                          soft: {type: integer}
+                          complaints: {type: integer}
         """
         issue = request.query_params.get("issue", "")[:SLUG_MAX]
         found = await self.a.db(bounce_report, issue or None)
