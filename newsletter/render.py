@@ -13,7 +13,7 @@ import logging
 import re
 import secrets
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,8 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from . import areas as area_names
+from . import clicks
+from .clicks import ClickLinks
 from .config import Config
 from .content import Issue, Paper
 from .errors import RenderError
@@ -115,16 +117,18 @@ class Renderer:
         return Markup(f"__nl{self._nonce}_{name}__")
 
     def render(self, issue: Issue, chosen: Iterable[str], web: Mapping[str, str] | None = None,
-               ) -> RenderedGroup | None:
+               track: ClickLinks | None = None) -> RenderedGroup | None:
         """The group's email, or None when no paper meets its areas and config says not to send.
 
         ``web`` (the archive page: ``action``, ``csrf_field``, ``csrf``) renders the issue itself rather than
-        someone's copy: no greeting, and a subscribe box where the footer's own links would be."""
+        someone's copy: no greeting, and a subscribe box where the footer's own links would be. ``track``: the
+        papers' links go through its signed ``/r/`` links (clicks.py), the same in every copy of this render."""
         areas = area_names.group(chosen, self.areas)
         featured, others = split_papers(issue, areas)
         if not featured and not self.config.newsletter.send_when_no_match:
             return None
         ctx = self._context(issue, areas, featured, others) | {"web": web}
+        ctx["link"] = self._linker(ctx["archive_url"], track)
         ctx["subject"] = _one_line(self._template("subject.txt.j2", ctx))
         ctx["preheader"] = _one_line(self._template("preheader.txt.j2", ctx))
         source = self._template("base.mjml.j2", ctx)
@@ -150,6 +154,15 @@ class Renderer:
             "others": others,
             "archive_url": f"{self.config.newsletter.base_url}/archive/{issue.slug}",
         }
+
+    def _linker(self, archive_url: str, track: ClickLinks | None) -> Callable[[Paper, str], str | None]:
+        """The templates' ``link(paper, kind)``: the paper's link of that kind (None: it has none), tracked or not."""
+        def link(paper: Paper, kind: str) -> str | None:
+            if kind not in clicks.KINDS:
+                raise RenderError(f"{self.templates}: link(paper, {kind!r}): the kinds are {', '.join(clicks.KINDS)}")
+            url = clicks.target(paper, kind, archive_url)
+            return track.url(paper, kind) if track is not None and url else url
+        return link
 
     def _template(self, name: str, ctx: Mapping[str, object]) -> str:
         try:

@@ -17,6 +17,7 @@ from ..content import find_issue, load_issue
 from ..links import links_for
 from ..mailsink import write_private
 from ..send import Campaign, Events, Mode, Options, Outcome, Plan, Report, Run, Started, Worker, report
+from ..send.clickreport import ClickReport, click_report
 from ..send.insights import Insights, insights, sparkline
 from ..send.outbox import worker_name
 from ..send.report import COMPLAINT_LINE
@@ -187,7 +188,7 @@ def _print_plan(slug: str, found: Plan, new_subscribers: bool) -> None:
 @pass_state
 def report_cmd(state: State, ref: str, as_json: bool, html: Path | None) -> None:
     """Counts by state, the send rate, every failure with the server's answer, the outcome by receiving
-    domain and the sends per minute.
+    domain, the sends per minute, and the papers' click counts ([tracking] clicks).
 
     Example: newsletter report 2026-05-28 --json
     """
@@ -195,18 +196,20 @@ def report_cmd(state: State, ref: str, as_json: bool, html: Path | None) -> None
     with state.engine.connect() as conn:
         found = report(conn, slug)
         more = insights(conn, slug)
-    if found is None or more is None:
+        clicks = click_report(conn, state.config, slug)
+    if found is None or more is None or clicks is None:
         raise click.ClickException(f"issue {slug!r} has not been sent (no outbox in {db_label(state.engine)})")
     if html is not None:
         try:
-            write_private(html, render_page(found, more, utcnow()).encode())  # it lists addresses: owner only
+            write_private(html, render_page(found, more, utcnow(), clicks).encode())  # it lists addresses: owner only
         except OSError as exc:
             raise click.ClickException(f"cannot write {html}: {exc.strerror or exc}") from None
         click.echo(f"Report page written to {html}", err=True)
     if as_json:
-        click.echo(json.dumps({**found.as_json(), **more.as_json()}, indent=2, ensure_ascii=False))
+        click.echo(json.dumps({**found.as_json(), **more.as_json(), **clicks.as_json()}, indent=2, ensure_ascii=False))
     else:
         print_report(found, more)
+        print_clicks(clicks)
 
 
 def print_report(found: Report, more: Insights | None = None) -> None:
@@ -238,6 +241,24 @@ def print_report(found: Report, more: Insights | None = None) -> None:
         for row in found.unknown:
             unknown.add_row(escape(row.email), escape(row.message_id or ""), escape(row.answer))
         console.print(unknown)
+
+
+def print_clicks(clicks: ClickReport) -> None:
+    """The click counts ([tracking] clicks): the papers most clicked by link kind, then each area's."""
+    if not clicks.total:
+        off = "" if clicks.tracking else " ([tracking] clicks is off)"
+        console.print(f"Clicks: none counted{off}")
+        return
+    kinds = clicks.by_kind()
+    console.print(f"Clicks: {clicks.total} counted (" + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ")")
+    table = Table("paper", "areas", *kinds, "total", title=f"Most clicked papers (top {len(clicks.top())})")
+    for paper in clicks.top():
+        table.add_row(escape(paper.title), ", ".join(paper.areas), *(str(n) for n in paper.kinds.values()),
+                      str(paper.total))
+    console.print(table)
+    for area in clicks.areas:
+        top = "; ".join(escape(p.title) for p in area.top)
+        console.print(f"  {escape(area.area)}: {area.clicks}" + (f" (most: {top})" if top else ""), highlight=False)
 
 
 def _print_insights(more: Insights) -> None:

@@ -128,8 +128,9 @@ class Campaign:
         # a clock or mailer handed in (tests) cannot cross into another process: such a send stays in this one
         self.own_parts = mailer is None and clock is SYSTEM
         self.mailer = mailer or Mailer(config, clock)
-        self.groups = groups or Groups(config, issue, dataclasses.replace(self.mailer.sender, campaign=issue.slug))
         self.links = links_for(config, engine)
+        self.groups = groups or Groups(config, issue, dataclasses.replace(self.mailer.sender, campaign=issue.slug),
+                                       links=self.links, clock=clock)  # links: [tracking] clicks signs with them
 
     def run(self, mode: Mode, options: Options = Options()) -> Run:
         if mode is Mode.DRY_RUN:
@@ -351,5 +352,6 @@ def oversize(mailer: Mailer, groups: Groups, links: Links, keys: Iterable[str]) 
 def issue_warnings(config: Config, issue: Issue) -> list[str]:
     """``oversize`` for every group of an issue, without a database (``newsletter issue check``)."""
     mailer = sizing_mailer(config)
-    groups = Groups(config, issue, dataclasses.replace(mailer.sender, campaign=issue.slug))
-    return oversize(mailer, groups, sample_links(config), groups.by_key)
+    links = sample_links(config)
+    groups = Groups(config, issue, dataclasses.replace(mailer.sender, campaign=issue.slug), links=links)
+    return oversize(mailer, groups, links, groups.by_key)

@@ -2,8 +2,8 @@
 
 No script, no external resource: the style is inline and the two charts (sends per minute, the
 outcome per domain as stacked bars) are SVG drawn by ``templates/report.html.j2`` from the shapes
-computed here. Jinja's autoescape escapes every string that came from outside (addresses, domains,
-server answers), in text and in attributes alike.
+computed here; the papers' click counts (clickreport.py) are tables. Jinja's autoescape escapes every
+string that came from outside (addresses, domains, server answers, titles), in text and in attributes alike.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from .clickreport import ClickReport
 from .insights import DomainOutcome, Insights
 from .report import Report
 
@@ -85,13 +86,14 @@ def domain_rows(domains: list[DomainOutcome]) -> list[dict[str, object]]:
     return rows
 
 
-def render_page(found: Report, insight: Insights, generated: datetime) -> str:
-    return _env().get_template("report.html.j2").render(**_context(found, insight, generated))
+def render_page(found: Report, insight: Insights, generated: datetime, clicks: ClickReport | None = None) -> str:
+    return _env().get_template("report.html.j2").render(**_context(found, insight, generated), clicks=clicks)
 
 
-def render_body(found: Report, insight: Insights, generated: datetime) -> Markup:
+def render_body(found: Report, insight: Insights, generated: datetime, clicks: ClickReport | None = None) -> Markup:
     """The page's content without its document: the console shows it in its own layout (escaped here, as above)."""
-    return Markup(_env().get_template("report_body.html.j2").render(**_context(found, insight, generated)))
+    return Markup(_env().get_template("report_body.html.j2").render(**_context(found, insight, generated),
+                                                                     clicks=clicks))
 
 
 def _env() -> jinja2.Environment:

@@ -212,6 +212,17 @@ sa.Index("ix_subscriber_events_subscriber_id_id", subscriber_events.c.subscriber
 sa.Index("ix_outbox_subscriber_id", outbox.c.subscriber_id)
 sa.Index("ix_bounce_log_subscriber_id", bounce_log.c.subscriber_id)
 
+# Click counts per paper ([tracking] clicks, clicks.py; migration 0010): how often each link of an issue's paper was
+# followed on a day, added to by the web process in batches. No column names a reader, by design.
+clicks = sa.Table(
+    "clicks", metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("paper", sa.String(64), primary_key=True),  # the paper's anchor (content.Paper.anchor)
+    sa.Column("kind", sa.String(16), primary_key=True),   # paper, code, archive
+    sa.Column("day", sa.Date, primary_key=True),          # UTC
+    sa.Column("clicks", sa.Integer, nullable=False),
+)
+
 # Tables in the same database that the migrations do not own: APScheduler's job store makes its own.
 JOB_TABLE = "apscheduler_jobs"
 NOT_OURS = frozenset({JOB_TABLE})

@@ -1,4 +1,5 @@
-"""The Starlette app: sign-up (signup.py), unsubscribe, preferences, archive, feeds and the editor preview.
+"""The Starlette app: sign-up (signup.py), unsubscribe, preferences, archive, feeds, the editor preview and the
+tracked paper links (clicks.py).
 
 Only base_url's host and loopback are answered, and every redirect is built from base_url, never from
 the request's Host header (``guard.middleware``, ``Web.no_route``). The shared helpers (pages,
@@ -7,10 +8,11 @@ database, signed links) are in pages.py.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from ..errors import AudienceError, NewsletterError
 from ..links import PREFERENCES, UNSUBSCRIBE
 from ..render import Renderer, preview_slots
 from . import feeds, guard, hooks, issues
+from .clicks import Redirects
 from .console import api_app, console_app
 from .guard import CSP, CSRF_FIELD, FRAME_OK, is_local
 from .pages import STATIC, Pages, strings
@@ -53,7 +56,9 @@ def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[
     web = Web(config, engine or store.connect(store.engine_for(config.database_url)))
     every = confirm_every or timedelta(minutes=config.web.confirm_every_minutes)
     web.signups = s = SignUp(web, clock, now, every)
-    routes = [
+    web.redirects = r = Redirects(web, now)
+    routes = [  # the tracked links first: the route most often asked for, matched before twenty others
+        Route("/r/{token}", r.follow),
         Route("/", s.subscribe_form), Route("/subscribe", s.subscribe_form),
         Route("/subscribe", s.subscribe, methods=["POST"]),
         Route("/confirm/{token}", s.confirm_form), Route("/confirm/{token}", s.confirm, methods=["POST"]),
@@ -70,7 +75,7 @@ def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[
         Mount("/api", api_app(config, web.engine, now)),
         Route("/hooks/{provider}", hooks.Hooks(config, web.engine, now).receive, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, middleware=guard.middleware(config))
+    app = Starlette(routes=routes, middleware=guard.middleware(config), lifespan=web.lifespan)
     app.router.redirect_slashes = False  # Starlette's would build its Location from the Host header
     app.router.default = web.no_route
     app.state.web = web
@@ -78,14 +83,23 @@ def create_app(config: Config, engine: Engine | None = None, *, clock: Callable[
 
 
 class Web(Pages):
-    """The app's state and its endpoints but sign-up's (``signups``)."""
+    """The app's state and its endpoints but sign-up's (``signups``) and the tracked links' (``redirects``)."""
 
     signups: SignUp
+    redirects: Redirects
 
     def __init__(self, config: Config, engine: Engine) -> None:
         super().__init__(config, engine)
         self.archive_pages = issues.Archive(config)
         self.feeds = feeds.Feeds(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """At shutdown (once uvicorn has answered the requests in flight), the clicks still pending are written."""
+        try:
+            yield
+        finally:
+            await run_in_threadpool(self.redirects.writer.close)
 
     def redirect(self, path: str, status: int = 307) -> RedirectResponse:
         """To ``path`` under base_url: the Location never echoes the request's Host header."""

@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from ..config import Config
 from . import guard
 from .app import create_app
+from .clicks import quiet_access_log
 from .guard import is_loopback
 
 if TYPE_CHECKING:
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def server(app: Starlette, host: str, port: int, **options: Any) -> uvicorn.Server:
-    """uvicorn for ``app``, its access log without link tokens (``guard.RedactTokens``).
+    """uvicorn for ``app``, its access log without link tokens (``guard.RedactTokens``) and without the tracked
+    links' requests (``clicks.QuietClicks``).
 
     uvicorn's own proxy headers stay off: it would believe X-Forwarded-For from any loopback peer. The
     app believes it from ``[web] trusted_proxies`` only (``guard.middleware``).
@@ -27,6 +29,7 @@ def server(app: Starlette, host: str, port: int, **options: Any) -> uvicorn.Serv
     options = {"proxy_headers": False, "log_level": "info", **options}
     made = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
     guard.redact_access_log()  # after uvicorn.Config, which (re)configures logging
+    quiet_access_log(guard.ACCESS_LOG)  # no line for a tracked link: it would tie an address to a paper
     return made
 
 

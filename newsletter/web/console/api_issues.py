@@ -17,9 +17,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ... import lifecycle, schedule
+from ...config import Config
 from ...errors import ActionRefused, NothingToSend, NotReady
 from ...send import control
 from ...send.background import Sends
+from ...send.clickreport import click_report
 from ...send.insights import insights
 from ...send.report import report
 from ...send.status import IssueStatus, Status
@@ -169,17 +171,18 @@ class IssuesApi(ApiSection):
 
     @api("operator")
     async def get_report(self, request: Request) -> Response:
-        """The delivery report, as `newsletter report ISSUE --json` prints it.
+        """The delivery report, as `newsletter report ISSUE --json` prints it, with the papers' click counts.
         ---
         summary: An issue's delivery report
         parameters: [{name: slug, in: path, required: true, schema: {type: string}}]
         responses:
           200: {description: "{issue, state, counts, rate_per_second, failures, unknown, feedback, rates, domains,
-            per_minute, …}"}
+            per_minute, …, clicks: {tracking, total, by_kind, papers: [{paper, title, areas, clicks, by_kind}],
+            areas: [{area, clicks, top}], per_day: [{day, clicks}]}}"}
           404: {description: the issue has not been sent}
         """
         slug = request.path_params["slug"]
-        found = await self.a.db(_report_json, slug)
+        found = await self.a.db(_report_json, slug, self.a.config)
         if found is None:
             raise ApiError(404, f"{slug} has not been sent: there is no report")
         return JSONResponse(found)
@@ -216,6 +219,8 @@ class IssuesApi(ApiSection):
             raise ApiError(409, str(exc)) from None
 
 
-def _report_json(conn: Connection, slug: str) -> dict[str, Any] | None:
-    found, more = report(conn, slug), insights(conn, slug)
-    return {**found.as_json(), **more.as_json()} if found is not None and more is not None else None
+def _report_json(conn: Connection, slug: str, config: Config) -> dict[str, Any] | None:
+    found, more, clicks = report(conn, slug), insights(conn, slug), click_report(conn, config, slug)
+    if found is None or more is None or clicks is None:
+        return None
+    return {**found.as_json(), **more.as_json(), **clicks.as_json()}

@@ -1,5 +1,6 @@
 """Sending from the console: send with a typed confirmation, pause, resume, cancel; a running send's progress as
-server-sent events; and each issue's delivery report (``report --html``'s content in the console's layout).
+server-sent events; and each issue's delivery report (``report --html``'s content in the console's layout, with the
+papers' click counts).
 
 A send runs in a thread of this process (``send/background.py``), or with ``[schedule] deliver = "workers"`` only
 its outbox is made here. The progress stream reads the counts from the database every ``POLL`` seconds (every open
@@ -21,9 +22,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from ...config import Config
 from ...errors import ActionRefused, NewsletterError
 from ...lifecycle import IssueState
 from ...send import control
+from ...send.clickreport import ClickReport, click_report
 from ...send.insights import Insights, insights
 from ...send.report import Report, report
 from ...send.report_page import render_body
@@ -139,17 +142,18 @@ class Sending(Section):
     async def report(self, request: Request) -> Response:
         """The delivery report (it names addresses: operators and admins)."""
         slug = request.path_params["slug"]
-        found, more = await self.c.db(report_and_insights, slug)
+        found, more, clicks = await self.c.db(report_and_insights, slug, self.c.config)
         if found is None or more is None:
             return self.c.admin_page(request, "message.html.j2", 404, title="No report",
                                      text=f"{slug} has not been sent: there is no delivery report.")
-        body = render_body(found, more, self.c.stamp())
+        body = render_body(found, more, self.c.stamp(), clicks)
         return self.c.admin_page(request, "report.html.j2", title="Issues", slug=slug, body=body)
 
 
-def report_and_insights(conn: Connection, slug: str) -> tuple[Report | None, Insights | None]:
-    """``newsletter report``'s two reads: the report and its insights (by domain, per minute)."""
-    return report(conn, slug), insights(conn, slug)
+def report_and_insights(conn: Connection, slug: str, config: Config,
+                        ) -> tuple[Report | None, Insights | None, ClickReport | None]:
+    """``newsletter report``'s reads: the report, its insights (by domain, per minute) and the click counts."""
+    return report(conn, slug), insights(conn, slug), click_report(conn, config, slug)
 
 
 def date_of(found: IssueStatus) -> str:
