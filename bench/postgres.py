@@ -194,7 +194,7 @@ def postgres_run(pg_url: str, port: int, people: Path, count: int, work: Path,
 def sqlite_run(port: int, people: Path, count: int, work: Path) -> dict[str, Any]:
     folder = work / "sqlite"
     folder.mkdir()
-    config = write_config(folder, port)
+    config = write_config(folder, port, "processes = 1\n")  # one SQLite process: what the workers are held to
     imported = measured(["subscribers", "import", str(people)], config)
     earlier = earlier_issue_sent(config, f"sqlite:///{folder / 'bench.db'}")
     sent = measured(["send", ISSUE], config)
@@ -313,7 +313,8 @@ def main() -> int:
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--lease", type=float, help="the workers' claim lease in seconds (default: the project's, "
                         "60 s, a heartbeat every 15 s); a long one keeps heartbeats out of the run")
-    parser.add_argument("--commit-every", type=int, default=1, help="the workers' [smtp] commit_every")
+    parser.add_argument("--commit-every", type=int, default=0,
+                        help="the workers' [smtp] commit_every (0: the engine's default, 8 on PostgreSQL)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     for key in [k for k in os.environ if k.upper().startswith("NEWSLETTER_")]:
