@@ -105,6 +105,9 @@ class SendState:
         self.stop.set()
 
 
+# read at each claim: built once (made afresh it cost 28 µs a message at commit_every = 8)
+_ISSUE_STATE = sa.select(t.issues.c.state).where(t.issues.c.id == sa.bindparam("iid"))
+
 _Done = list[tuple[Row, Result]]  # delivered, its result not written yet (at most one per thread)
 
 
@@ -246,7 +249,7 @@ class Delivery:
     def _claim(self, conn: sa.Connection, iid: int, worker: str, done: _Done, begin: int = 0) -> list[Row]:
         """Claim a batch (``CLAIM_BATCH``), or with ``begin`` claim and begin that many rows in one update."""
         with self._write(conn, done):
-            state = IssueState(conn.execute(sa.select(t.issues.c.state).where(t.issues.c.id == iid)).scalar_one())
+            state = IssueState(conn.execute(_ISSUE_STATE, {"iid": iid}).scalar_one())
             if state is not IssueState.SENDING:
                 self.state.halt(state)
                 return []
