@@ -117,17 +117,18 @@ class Renderer:
         return Markup(f"__nl{self._nonce}_{name}__")
 
     def render(self, issue: Issue, chosen: Iterable[str], web: Mapping[str, str] | None = None,
-               track: ClickLinks | None = None) -> RenderedGroup | None:
+               track: ClickLinks | None = None, welcome: bool = False) -> RenderedGroup | None:
         """The group's email, or None when no paper meets its areas and config says not to send.
 
         ``web`` (the archive page: ``action``, ``csrf_field``, ``csrf``) renders the issue itself rather than
         someone's copy: no greeting, and a subscribe box where the footer's own links would be. ``track``: the
-        papers' links go through its signed ``/r/`` links (clicks.py), the same in every copy of this render."""
+        papers' links go through its signed ``/r/`` links (clicks.py), the same in every copy of this render.
+        ``welcome``: the copy a reader who has just confirmed gets (send/latejoin.py): welcomed, then the issue."""
         areas = area_names.group(chosen, self.areas)
         featured, others = split_papers(issue, areas)
         if not featured and not self.config.newsletter.send_when_no_match:
             return None
-        ctx = self._context(issue, areas, featured, others) | {"web": web}
+        ctx = self._context(issue, areas, featured, others) | {"web": web, "welcome": welcome}
         ctx["link"] = self._linker(ctx["archive_url"], track)
         ctx["subject"] = _one_line(self._template("subject.txt.j2", ctx))
         ctx["preheader"] = _one_line(self._template("preheader.txt.j2", ctx))

@@ -83,6 +83,8 @@ def test_confirming_within_the_window_sends_the_latest_issue_once(web):
     sid, link = join(site, "late@example.org")
     assert len(subjects_to(site, "late@example.org")) == 2  # the confirmation link, then the issue
     assert rows_of(site, sid) == ["sent"]
+    welcome, = [data for rcpt, data in site.handler.messages if rcpt == "late@example.org"][1:]
+    assert_welcomed(site, welcome)
     with site.client() as client:  # the link's button pressed again (the page shows none once active)
         token = csrf_of(client.get("/subscribe").text)
         assert client.post(link, data={"csrf": token}).status_code == 200
@@ -90,6 +92,21 @@ def test_confirming_within_the_window_sends_the_latest_issue_once(web):
         campaign.run(Mode.SEND, Options(new_subscribers=True))
     assert len(subjects_to(site, "late@example.org")) == 2 and rows_of(site, sid) == ["sent"]
     assert len(subjects_to(site, "early@example.org")) == 1
+
+
+def assert_welcomed(site, data: bytes) -> None:
+    """The late joiner's copy is the issue, opening with a welcome (subject and first line, HTML and text), which
+    the list's own copies do not."""
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    name = site.config.newsletter.name
+    issue = load_issue(PATH, site.config.newsletter.areas)
+    assert msg["Subject"] == f"Welcome to {name}: {issue.title}"
+    for part in ("plain", "html"):
+        body = msg.get_body((part,)).get_content()
+        assert f"Welcome to {name}" in body and "you joined just after this issue went out" in body
+        assert issue.papers[0].title.split()[0] in body
+    regular, = [d for rcpt, d in site.handler.messages if rcpt == "early@example.org"]
+    assert b"Welcome to" not in regular and "Welcome" not in subjects_to(site, "early@example.org")[0]
 
 
 def test_confirming_after_the_window_sends_only_the_confirmation(web):

@@ -120,7 +120,7 @@ class Campaign:
 
     def __init__(self, config: Config, engine: sa.Engine, issue: Issue, *, path: Path | None = None,
                  clock: Clock = SYSTEM, stop: threading.Event | None = None, events: Events | None = None,
-                 mailer: Mailer | None = None, groups: Groups | None = None) -> None:
+                 mailer: Mailer | None = None, groups: Groups | None = None, welcome: bool = False) -> None:
         self.config, self.engine, self.issue, self.path = config, engine, issue, path
         self.clock = clock
         self.stop = stop or threading.Event()
@@ -130,7 +130,7 @@ class Campaign:
         self.mailer = mailer or Mailer(config, clock)
         self.links = links_for(config, engine)
         self.groups = groups or Groups(config, issue, dataclasses.replace(self.mailer.sender, campaign=issue.slug),
-                                       links=self.links, clock=clock)  # links: [tracking] clicks signs with them
+                                       links=self.links, clock=clock, welcome=welcome)  # links: for [tracking] clicks
 
     def run(self, mode: Mode, options: Options = Options()) -> Run:
         if mode is Mode.DRY_RUN:

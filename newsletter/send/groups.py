@@ -25,8 +25,9 @@ class Groups:
     """Each group of one issue rendered and its MIME parts prepared at most once, thread-safe."""
 
     def __init__(self, config: Config, issue: Issue, sender: Sender, renderer: Renderer | None = None,
-                 links: Links | None = None, clock: Clock = SYSTEM) -> None:
+                 links: Links | None = None, clock: Clock = SYSTEM, welcome: bool = False) -> None:
         self.renderer = renderer or Renderer(config)
+        self.welcome = welcome  # a newly confirmed reader's copy (send/latejoin.py): it opens with a welcome
         # links given and [tracking] clicks on: the papers' links are tracked, and renders last ``period`` at most
         self.links = links if config.tracking.clicks else None
         seconds = config.tracking.ignore_first_seconds
@@ -58,7 +59,8 @@ class Groups:
         with self._lock:
             now = self.clock.now()
             if key not in self._prepared or (self.period is not None and now - self._made[key] >= self.period):
-                group = self.renderer.render(self.issue, self.by_key[key], track=self._track(now))
+                group = self.renderer.render(self.issue, self.by_key[key], track=self._track(now),
+                                             welcome=self.welcome)
                 self._prepared[key] = prepare(group, self.sender) if group else None
                 self._made[key] = now
             return self._prepared[key]

@@ -1,4 +1,5 @@
-"""A reader who confirms soon after a send gets that issue once: the welcome is the latest issue's copy.
+"""A reader who confirms soon after a send gets that issue once: the welcome is the latest issue's copy,
+opening with a welcome (subject "Welcome to <name>: …", a line before the greeting) instead of this week's hello.
 
 The rule is written here once and the web's confirm page calls it. The latest issue whose send has
 finished (state ``sent``) and started within ``[newsletter] late_joiners_days`` (0: off) goes to this
@@ -53,7 +54,8 @@ def send_latest(config: Config, engine: sa.Engine, subscriber: int, clock: Clock
         if slug:
             log.warning("late joiner %d: the file of %s is gone; nothing sent", subscriber, slug)
         return None
-    campaign = Campaign(config, engine, load_issue(path, config.newsletter.areas), path=path, clock=clock)
+    campaign = Campaign(config, engine, load_issue(path, config.newsletter.areas), path=path, clock=clock,
+                        welcome=True)
     try:
         return campaign.run(Mode.SEND, Options(wait=False, new_subscribers=True, subscriber=subscriber))
     except NothingToSend:  # a row exists already, or no paper of the issue meets their areas
