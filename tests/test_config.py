@@ -99,10 +99,10 @@ def test_missing_explicit_config_is_an_error(tmp_path: Path):
         load_config(tmp_path / "nope.toml")
 
 
-def test_commit_every_defaults_to_8_on_postgresql_and_1_on_sqlite(make_config):
-    """Unset, [smtp] commit_every is 8 for a PostgreSQL database (#16's measured setting for workers) and 1 for
-    SQLite; a value given in the file or the environment is kept."""
+def test_commit_every_defaults_to_8_on_every_database(make_config):
+    """Unset, [smtp] commit_every is 8, on PostgreSQL (#16's measured setting for workers) and SQLite (#23's); a
+    value given in the file or the environment is kept."""
     sqlite = load_config(make_config(""))
     pg = load_config(make_config('[database]\nurl = "postgresql+psycopg://postgres@127.0.0.1/test"\n', "pg.toml"))
     told = load_config(make_config('[smtp]\ncommit_every = 1\n[database]\nurl = "postgresql://x/y"\n', "told.toml"))
-    assert (sqlite.smtp.commit_every, pg.smtp.commit_every, told.smtp.commit_every) == (1, 8, 1)
+    assert (sqlite.smtp.commit_every, pg.smtp.commit_every, told.smtp.commit_every) == (8, 8, 1)
