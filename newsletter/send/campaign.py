@@ -222,7 +222,7 @@ class Campaign:
         what they left; the delivery and how many the helpers delivered."""
         url = self.engine.url.render_as_string(hide_password=False)
         count = fanout.processes_for(self.config, url, started.due) if fan_out and self.own_parts else 1
-        helpers = self._helpers(count) if count > 1 else None
+        helpers = self._helpers(count, url) if count > 1 else None
         try:
             with self.events.progress(started) as tick:  # after the fork: a progress bar is a thread
                 codes = helpers.wait(tick) if helpers else []
@@ -239,13 +239,12 @@ class Campaign:
             raise
         return delivery, helpers.done if helpers else 0
 
-    def _helpers(self, count: int) -> fanout.Helpers:
+    def _helpers(self, count: int, url: str) -> fanout.Helpers:
         """Start ``count`` helper processes, each with its share of the connections; every group rendered first,
         so forked helpers inherit them, and no database connection open across the fork."""
         for key in self.groups.by_key:
             self.groups.get(key)
         self.engine.dispose()
-        url = self.engine.url.render_as_string(hide_password=False)
         jobs = [fanout.Job(share, self.issue, self.path, url, os.getpid(), self.groups)
                 for share in fanout.shares(self.config, count)]
         helpers = fanout.Helpers(_help, jobs, self.stop)

@@ -24,6 +24,7 @@ a caller with threads of its own (the web server, the scheduler) spawns them, as
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -98,7 +99,7 @@ class Helpers:
         forking = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
         ctx: Any = multiprocessing.get_context("fork" if forking else "spawn")
         if not forking:
-            jobs = [Job(**{**job.__dict__, "groups": None}) for job in jobs]
+            jobs = [dataclasses.replace(job, groups=None) for job in jobs]
         self.parent_stop = stop
         self.stop = ctx.Event()
         self.count: Synchronized[int] = ctx.Value("q", 0)
